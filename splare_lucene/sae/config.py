@@ -1,0 +1,66 @@
+"""The toolkit's SAE config: the settings that change what the encoder outputs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from ..errors import CheckpointError, ConfigError
+
+SAE_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """``architecture`` picks the activation: relu (standard), jumprelu or topk.
+
+    Encoding is ``act((x * input_scale - b_dec * apply_b_dec_to_input) @ W_enc + b_enc)``.
+    """
+
+    architecture: str
+    d_in: int
+    d_sae: int
+    k: int | None = None  # topk only
+    apply_b_dec_to_input: bool = False
+    input_scale: float = 1.0  # e.g. Llama Scope's dataset-wise norm: sqrt(d_model) / norm_in
+    layer: int | None = None  # the backbone layer it was trained on (residual stream after it)
+    source: str = "splare-lucene"  # the checkpoint format it came from (informational)
+
+    def __post_init__(self):
+        from . import ARCHITECTURES  # the one registry
+
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"SAE architecture must be one of {sorted(ARCHITECTURES)}; "
+                              f"got {self.architecture!r}")
+        if self.d_in <= 0 or self.d_sae <= 0:
+            raise ConfigError(f"SAE d_in and d_sae must be positive; got {self.d_in}, {self.d_sae}")
+        if self.architecture == "topk" and not (self.k and 0 < self.k <= self.d_sae):
+            raise ConfigError(f"a topk SAE needs 0 < k <= d_sae={self.d_sae}; got k={self.k}")
+
+    def to_dict(self) -> dict:
+        return {"format_version": SAE_FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, obj: dict, where: str = "SAE config") -> "SAEConfig":
+        obj = dict(obj)
+        version = obj.pop("format_version", SAE_FORMAT_VERSION)
+        if version > SAE_FORMAT_VERSION:
+            raise CheckpointError(f"{where} has format_version {version}; this splare-lucene reads "
+                                  f"up to {SAE_FORMAT_VERSION}: upgrade with `pip install -U splare-lucene`")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise CheckpointError(f"{where} has unknown keys {unknown}; known keys: {sorted(known)}")
+        return cls(**obj)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "SAEConfig":
+        try:
+            obj = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read SAE config {path}: {exc}") from exc
+        return cls.from_dict(obj, where=str(path))

@@ -1,0 +1,130 @@
+"""Query side: a Pyserini ``QueryEncoder`` emitting integer impacts, and batch search.
+
+Importing this module starts the JVM (via :func:`splare_lucene.java.start_jvm`) because
+``SplareQueryEncoder`` subclasses ``pyserini.encode.QueryEncoder``; ``splare_lucene`` itself
+imports it only when ``SplareQueryEncoder`` is first used.
+
+Drop-in use::
+
+    from pyserini.search.lucene import LuceneImpactSearcher
+    from splare_lucene import SplareQueryEncoder
+    searcher = LuceneImpactSearcher(index_dir, SplareQueryEncoder.from_pretrained("default"),
+                                    min_idf=-1)
+
+``min_idf=-1``: LuceneImpactSearcher drops every query term whose idf <= min_idf (default 0),
+i.e. latents present in every document, silently. SAE latents like that exist and matter, so
+:func:`open_searcher` always keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .java import start_jvm
+
+start_jvm()
+
+from pyserini.encode import QueryEncoder  # noqa: E402  (after the JVM is configured)
+
+from .index import check_index_matches  # noqa: E402
+from .types import Query, ScoredDoc  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+MIN_IDF_KEEP_ALL = -1.0  # idf = log(N / df) >= 0, so every indexed query term is kept
+
+
+class SplareQueryEncoder(QueryEncoder):
+    """``encode(text) -> {pseudo-token: int impact}`` with the model's quantization.
+
+    Batch-encoded queries are memoised (:meth:`prime`), so Pyserini's one-query-at-a-time
+    ``batch_search`` costs one batched forward pass per batch instead of one per query.
+    """
+
+    def __init__(self, encoder, batch_size: int = 32):
+        super().__init__()
+        self.encoder = encoder
+        self.has_model = True
+        self.batch_size = batch_size
+        self._memo: dict[str, dict[str, int]] = {}
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = "default", *, device: str = "auto",
+                        dtype: str = "float32", batch_size: int = 32) -> "SplareQueryEncoder":
+        from .encoder import SplareEncoder
+
+        return cls(SplareEncoder.from_pretrained(name_or_path, device=device, dtype=dtype), batch_size)
+
+    def prime(self, texts: Iterable[str], progress: bool = False) -> None:
+        """Encode many queries in length-sorted batches and remember them."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        for text, vector in self.encoder.encode_stream(todo, kind="query", batch_size=self.batch_size,
+                                                       progress=progress, total=len(todo)):
+            self._memo[text] = self.encoder.terms(vector)
+
+    def encode(self, text: str, **kwargs) -> dict[str, int]:
+        if text in self._memo:
+            return self._memo[text]
+        return self.encoder.terms(self.encoder.encode([text], kind="query")[0])
+
+    def clear(self) -> None:
+        self._memo.clear()
+
+
+def open_searcher(index_dir: str | os.PathLike, query_encoder: SplareQueryEncoder):
+    """A LuceneImpactSearcher that keeps every query term; refuses a mismatched model."""
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        from .errors import ConfigError
+
+        raise ConfigError(f"index {index_dir} does not exist; build it with `splare-lucene index`")
+    enc = query_encoder.encoder
+    check_index_matches(index_dir, enc.config.index_signature(), enc.fingerprint)
+    return LuceneImpactSearcher(str(index_dir), query_encoder, min_idf=MIN_IDF_KEEP_ALL)
+
+
+def batch_search(searcher, queries: Sequence[Query], *, k: int = 1000, threads: int = 1,
+                 progress: bool = True) -> dict[str, list[ScoredDoc]]:
+    """Search every query; returns {query id: ranked hits}."""
+    encoder: SplareQueryEncoder = searcher.query_encoder
+    encoder.prime([q.text for q in queries], progress=progress)
+    out: dict[str, list[ScoredDoc]] = {}
+    step = 1000  # bounded Java-side result maps
+    for s in range(0, len(queries), step):
+        chunk = queries[s:s + step]
+        hits = searcher.batch_search([q.text for q in chunk], [q.id for q in chunk], k=k, threads=threads)
+        for q in chunk:
+            out[q.id] = [ScoredDoc(q.id, h.docid, float(h.score), r + 1)
+                         for r, h in enumerate(hits.get(q.id, []))]
+    encoder.clear()
+    return out
+
+
+def write_trec_run(results: dict[str, list[ScoredDoc]], path: str | os.PathLike, tag: str = "splare") -> None:
+    """Write a TREC run file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        for hits in results.values():
+            for h in hits:
+                f.write(f"{h.query_id} Q0 {h.doc_id} {h.rank} {h.score:.6f} {tag}\n")
+    os.replace(tmp, path)
+
+
+def hit_text(searcher, doc_id: str) -> str:
+    """The document text stored with ``-storeRaw`` (empty when the index has no raw docs)."""
+    doc = searcher.doc(doc_id)
+    raw = doc.raw() if doc is not None else None
+    if not raw:
+        return ""
+    try:
+        return json.loads(raw).get("contents", "")
+    except json.JSONDecodeError:
+        return raw

@@ -1,0 +1,157 @@
+"""Real Lucene indexes built by Anserini (Java 21+), searched through Pyserini.
+
+The central check: for every hit, Lucene's score equals the integer dot product of the query's and
+the document's quantized vectors, computed here in Python from the JSONL that was indexed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from splare_lucene.cli.main import main as cli
+from splare_lucene.jsonl import JsonVectorWriter, read_summary, read_vectors
+
+from conftest import DEMO_DIR, read_jsonl
+
+pytestmark = pytest.mark.java
+
+
+@pytest.fixture(scope="module")
+def built(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("idx")
+    rc = cli(["index", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--index", str(root / "index"),
+              "--keep-jsonl", str(root / "jsonl"), "--threads", "2", "--device", "cpu"])
+    assert rc == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def searcher(built, tiny_model):
+    from splare_lucene.search import SplareQueryEncoder, open_searcher
+
+    return open_searcher(built / "index", SplareQueryEncoder.from_pretrained(tiny_model, device="cpu"))
+
+
+def _queries():
+    return read_jsonl(DEMO_DIR / "queries.jsonl")
+
+
+def test_index_records_model_and_counts(built):
+    meta = json.loads((built / "index" / "splare_index.json").read_text())
+    assert meta["signature"] == {"representation": "sae", "token_prefix": "f", "quantization_scale": 100.0}
+    assert meta["counters"]["indexed"] == 35 and meta["encoding"]["documents"] == 35
+    assert len(list((built / "jsonl").glob("part-*.jsonl.gz"))) == 2
+    assert read_summary(built / "jsonl")["documents"] == 35
+
+
+def test_lucene_scores_equal_integer_dot_products(built, searcher):
+    docs = dict(read_vectors(built / "jsonl"))
+    for q in _queries():
+        qv = searcher.query_encoder.encode(q["text"])
+        expected = {d: sum(w * v.get(t, 0) for t, w in qv.items()) for d, v in docs.items()}
+        expected = {d: s for d, s in expected.items() if s > 0}
+        hits = searcher.search(q["text"], k=len(docs))
+        assert {h.docid for h in hits} == set(expected)
+        for h in hits:
+            assert h.score == pytest.approx(expected[h.docid], abs=1e-3), (q["_id"], h.docid)
+        ranked = [h.score for h in hits]
+        assert ranked == sorted(ranked, reverse=True)
+
+
+def test_drop_in_lucene_impact_searcher(built, tiny_model, searcher):
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    from splare_lucene import SplareQueryEncoder
+
+    plain = LuceneImpactSearcher(str(built / "index"), SplareQueryEncoder.from_pretrained(tiny_model, device="cpu"),
+                                 min_idf=-1)
+    for q in _queries()[:3]:
+        a = [(h.docid, h.score) for h in plain.search(q["text"], k=10)]
+        b = [(h.docid, h.score) for h in searcher.search(q["text"], k=10)]
+        assert a == b and a
+
+
+def test_cli_search_writes_trec_run_matching_batch_search(built, tiny_model, searcher, tmp_path):
+    from splare_lucene.corpus import read_queries
+    from splare_lucene.search import batch_search
+
+    run = tmp_path / "run.trec"
+    assert cli(["search", "--model", str(tiny_model), "--index", str(built / "index"), "--queries",
+                str(DEMO_DIR), "--output", str(run), "--k", "5", "--device", "cpu"]) == 0
+    lines = [line.split() for line in run.read_text().splitlines()]
+    assert all(len(parts) == 6 and parts[1] == "Q0" and parts[5] == "splare" for parts in lines)
+    expected = batch_search(searcher, list(read_queries(str(DEMO_DIR))), k=5, threads=2, progress=False)
+    got = {}
+    for qid, _, did, rank, score, _ in lines:
+        got.setdefault(qid, []).append((did, int(rank), float(score)))
+    for qid, hits in expected.items():
+        assert [(h.doc_id, h.rank) for h in hits] == [(d, r) for d, r, _ in got[qid]]
+        assert [h.score for h in hits] == pytest.approx([s for _, _, s in got[qid]], abs=1e-3)
+
+
+def test_cli_single_query_prints_ranked_hits_with_text(built, tiny_model, capsys):
+    assert cli(["search", "--model", str(tiny_model), "--index", str(built / "index"),
+                "--query", "bees pollinate flowers", "--k", "3", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 3 and out[0].split()[0] == "1"
+    corpus_texts = [d["text"][:20] for d in read_jsonl(DEMO_DIR / "corpus.jsonl")]
+    assert all(any(t in line for t in corpus_texts) for line in out)
+
+
+def test_existing_index_is_refused_without_overwrite(built, tiny_model, capsys):
+    rc = cli(["index", "--model", str(tiny_model), "--jsonl", str(built / "jsonl"),
+              "--index", str(built / "index")])
+    assert rc == 1 and "--overwrite" in capsys.readouterr().err
+
+
+def test_index_from_jsonl_keeps_metadata(built, tmp_path):
+    assert cli(["index", "--jsonl", str(built / "jsonl"), "--index", str(tmp_path / "again")]) == 0
+    meta = json.loads((tmp_path / "again" / "splare_index.json").read_text())
+    assert meta["signature"]["quantization_scale"] == 100.0 and meta["counters"]["indexed"] == 35
+
+
+def test_mismatched_quantization_is_refused(built, tiny_model, tmp_path):
+    from splare_lucene.errors import IndexMismatchError
+    from splare_lucene.search import SplareQueryEncoder, open_searcher
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model, other)
+    cfg = json.loads((other / "splare_config.json").read_text())
+    cfg["quantization_scale"] = 50.0
+    (other / "splare_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(IndexMismatchError, match="quantization_scale"):
+        open_searcher(built / "index", SplareQueryEncoder.from_pretrained(other, device="cpu"))
+
+
+def _synthetic_index(tmp_path, docs):
+    from splare_lucene.index import build_index
+
+    with JsonVectorWriter(tmp_path / "jsonl", shards=1) as w:
+        for did, vec in docs.items():
+            w.write(did, did, vec)
+    meta = {"signature": {"representation": "sae", "token_prefix": "f", "quantization_scale": 100.0}}
+    counters = build_index(tmp_path / "jsonl", tmp_path / "index", meta=meta)
+    return w.summary, counters
+
+
+def test_latent_present_in_every_document_is_kept(tmp_path, tiny_model):
+    """LuceneImpactSearcher's default min_idf=0 silently drops such terms; open_searcher keeps them."""
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    from splare_lucene.search import SplareQueryEncoder, open_searcher
+
+    _synthetic_index(tmp_path, {"a": {"f0": 10}, "b": {"f0": 2, "f1": 3}, "c": {"f0": 1, "f2": 4}})
+    qe = SplareQueryEncoder.from_pretrained(tiny_model, device="cpu")
+    qe._memo["q"] = {"f0": 5, "f1": 1}
+    hits = {h.docid: h.score for h in open_searcher(tmp_path / "index", qe).search("q", k=10)}
+    assert hits == {"a": 50.0, "b": 13.0, "c": 5.0}
+    default = {h.docid: h.score for h in LuceneImpactSearcher(str(tmp_path / "index"), qe).search("q", k=10)}
+    assert default == {"b": 3.0}  # the pitfall this toolkit avoids
+
+
+def test_empty_vectors_are_counted_and_reported(tmp_path):
+    summary, counters = _synthetic_index(tmp_path, {"a": {"f1": 3}, "b": {}, "c": {"f2": 1}})
+    assert summary.empty == 1 and summary.empty_ids == ["b"]
+    assert counters["indexed"] == 2 and counters.get("empty", 0) == 1
