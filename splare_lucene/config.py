@@ -79,10 +79,10 @@ class SplareConfig:
         unknown = sorted(set(obj) - known)
         if unknown:
             raise CheckpointError(f"{where}: unknown keys {unknown}; known keys: {sorted(known)}")
-        for side in ("query", "document"):
-            if isinstance(obj.get(side), dict):
-                obj[side] = TextSide(**obj[side])
         try:
+            for side in ("query", "document"):
+                if isinstance(obj.get(side), dict):
+                    obj[side] = TextSide(**obj[side])
             return cls(**obj)
         except TypeError as exc:
             raise CheckpointError(f"{where}: {exc}") from exc

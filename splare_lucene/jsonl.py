@@ -108,6 +108,8 @@ class JsonVectorWriter:
 
 def shard_files(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError("not a directory of .jsonl(.gz) shards", path=str(directory))
     files = sorted(p for p in directory.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz", ".json")))
     files = [p for p in files if p.name != SUMMARY_NAME]
     if not files:

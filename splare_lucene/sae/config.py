@@ -45,14 +45,17 @@ class SAEConfig:
     def from_dict(cls, obj: dict, where: str = "SAE config") -> "SAEConfig":
         obj = dict(obj)
         version = obj.pop("format_version", SAE_FORMAT_VERSION)
-        if version > SAE_FORMAT_VERSION:
+        if not isinstance(version, int) or version > SAE_FORMAT_VERSION:
             raise CheckpointError(f"{where} has format_version {version}; this splare-lucene reads "
                                   f"up to {SAE_FORMAT_VERSION}: upgrade with `pip install -U splare-lucene`")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(obj) - known)
         if unknown:
             raise CheckpointError(f"{where} has unknown keys {unknown}; known keys: {sorted(known)}")
-        return cls(**obj)
+        try:
+            return cls(**obj)
+        except TypeError as exc:  # a required key is missing
+            raise CheckpointError(f"{where}: {exc}") from exc
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -1,0 +1,73 @@
+"""The real default model (Gemma-3-270m from PyPI + the shipped SAE), the demo, and the CLI on
+real collections from ../shared/data. Slow: the backbone is real (minutes on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from splare_lucene.cli.main import main as cli
+
+from conftest import REPO, requires_shared_data
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def default_encoder():
+    from splare_lucene import SplareEncoder
+
+    return SplareEncoder.from_pretrained("default", device="cpu")
+
+
+def test_default_model_is_the_documented_one(default_encoder):
+    cfg = default_encoder.config
+    assert cfg.backbone == "pypi:gemma3-270m" and cfg.layer == 11
+    assert default_encoder.backbone.total_layers == 18 and default_encoder.backbone.hidden_size == 640
+    assert len(default_encoder.backbone.model.layers) == 12  # blocks 12..17 never loaded
+    report = json.loads((REPO / "splare_lucene/assets/default/sae/train_report.json").read_text())
+    assert report["layer"] == 11 and report["heldout"]["topk"]["fvu"] < 0.5
+
+
+def test_default_model_encodes_several_languages(default_encoder):
+    texts = ["The Moon drives the ocean tides.", "La Lune provoque les marées.", "Der Mond bewegt die Gezeiten."]
+    q = default_encoder.encode(texts, "query")
+    d = default_encoder.encode(texts, "document")
+    assert all(0 < v.nnz <= 40 for v in q) and all(40 < v.nnz <= 400 for v in d)
+    assert all(np.all(np.diff(v.values) <= 0) for v in q + d)
+    # translations share latents: each French/German vector overlaps the English one
+    en = set(d[0].indices)
+    assert all(len(en & set(v.indices)) > 20 for v in d[1:])
+
+
+def test_demo_prints_ranked_hits(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "demo.py"), "--output", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.count("query q") == 8 and "  1. " in out
+    assert (tmp_path / "index" / "splare_index.json").is_file()
+
+
+def test_cli_index_and_search_on_shared_collection(tmp_path):
+    """Index a real cross-lingual collection (tatoeba German -> English) and search it."""
+    import ir_measures
+    from ir_measures import R, nDCG
+
+    data = requires_shared_data("tatoeba-xl/deu-eng")
+    index, run = tmp_path / "index", tmp_path / "run.trec"
+    assert cli(["index", "--corpus", str(data), "--index", str(index), "--threads", "2", "--device", "cpu",
+                "--batch-size", "32"]) == 0
+    assert cli(["search", "--index", str(index), "--queries", str(data), "--output", str(run), "--k", "100",
+                "--device", "cpu", "--threads", "2"]) == 0
+    qrels = []
+    for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        q, d, s = line.split("\t")
+        qrels.append(ir_measures.Qrel(q, d, int(s)))
+    scores = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], qrels, ir_measures.read_trec_run(str(run)))
+    print(f"tatoeba deu-eng, default model: {scores}")
+    assert scores[R @ 100] > 0.05  # far above random (100/1000 docs = 0.1 is the random R@100 bound)
