@@ -196,11 +196,14 @@ class LoadedBackbone:
     hidden_size: int
     total_layers: int
     is_encoder: bool
+    final_norm: object = None  # the removed final norm (kept for vocabulary heads)
+    lm_head: object = None  # only with ``with_lm_head=True``
 
 
 def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str = "cpu",
-                  base_dir: Path | None = None) -> LoadedBackbone:
-    """Load ``ref`` with only blocks 0..layer, no final norm and no LM head."""
+                  base_dir: Path | None = None, with_lm_head: bool = False) -> LoadedBackbone:
+    """Load ``ref`` with only blocks 0..layer, the final norm set aside and no LM head (unless
+    ``with_lm_head``: the vocabulary/SPLADE representation needs it)."""
     import torch
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -211,16 +214,27 @@ def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str =
     total = _truncate_config(config, layer)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the dropped upper layers are reported as unused weights
+    lm_head = None
     try:
-        model = AutoModel.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
-                                          attn_implementation="sdpa")
+        if with_lm_head:
+            from transformers import AutoModelForCausalLM
+
+            causal = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
+                                                          attn_implementation="sdpa")
+            lm_head = causal.get_output_embeddings()
+            model = getattr(causal, causal.base_model_prefix)
+        else:
+            model = AutoModel.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
+                                              attn_implementation="sdpa")
     finally:
         hf_logging.set_verbosity(verbosity)
     blocks, is_encoder = _blocks(model)
     if len(blocks) != layer + 1:
         raise ConfigError(f"expected {layer + 1} blocks after the cut, found {len(blocks)}")
+    final_norm = None
     for name in ("norm", "ln_f", "final_layernorm"):
         if isinstance(getattr(model, name, None), torch.nn.Module):
+            final_norm = getattr(model, name)
             setattr(model, name, torch.nn.Identity())  # hidden_states[L+1] is before the final norm
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
@@ -228,9 +242,13 @@ def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str =
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
-    model.to(pick_device(device))
+    device = pick_device(device)
+    model.to(device)
     model.eval()
-    return LoadedBackbone(model, tokenizer, int(config.hidden_size), total, is_encoder)
+    for module in (final_norm, lm_head):
+        if module is not None:
+            module.to(device)
+    return LoadedBackbone(model, tokenizer, int(config.hidden_size), total, is_encoder, final_norm, lm_head)
 
 
 def bidirectional_mask(attention_mask, dtype):

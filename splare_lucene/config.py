@@ -14,7 +14,7 @@ from .errors import CheckpointError, ConfigError
 CONFIG_NAME = "splare_config.json"
 ARCHITECTURE = "splare"
 FORMAT_VERSION = 1
-REPRESENTATIONS = ("sae",)
+REPRESENTATIONS = ("sae", "vocab")  # SAE latents (SPLARE) or LM-head vocabulary (SPLADE)
 
 
 @dataclass(frozen=True)

@@ -92,17 +92,27 @@ def length_sorted_batches(items: Iterable[T], text_of: Callable[[T], str], batch
 class SplareEncoder:
     """Encode queries and documents into sparse vectors over SAE latents."""
 
-    def __init__(self, config: SplareConfig, backbone, sae, device: str,
+    def __init__(self, config: SplareConfig, backbone, head, device: str,
                  model_dir: Path | None = None):
-        from .vocab import LatentVocab
+        from .vocab import LatentVocab, TokenVocab
 
         self.config = config
         self.backbone = backbone
-        self.sae = sae
+        self.head = head  # a SparseAutoencoder ("sae") or a VocabHead ("vocab")
         self.device = device
         self.model_dir = model_dir
-        self.vocab = LatentVocab(config.token_prefix)
+        self.peft_model = None  # set by the trainer; its adapter is saved with the model
+        if config.representation == "vocab":
+            self.vocab = TokenVocab(backbone.tokenizer, head.width)
+        else:
+            self.vocab = LatentVocab(config.token_prefix)
         self.fingerprint = model_fingerprint(model_dir, config) if model_dir else None
+
+    @property
+    def sae(self):
+        if self.config.representation != "sae":
+            raise AttributeError("this model has a vocabulary head, not an SAE")
+        return self.head
 
     # -- construction -------------------------------------------------------------------------
 
@@ -128,25 +138,45 @@ class SplareEncoder:
         return cls._load(config, None, device=device, dtype=dtype, sae=sae)
 
     @classmethod
+    def vocabulary(cls, backbone: str, layer: int | None = None, *, device: str = "auto",
+                   dtype: str = "float32", **config_fields) -> "SplareEncoder":
+        """A SPLADE model on ``backbone``: its own LM head's logits at ``layer`` (default: the last)."""
+        if layer is None:
+            from transformers import AutoConfig
+
+            from .backbone import resolve_backbone
+
+            layer = AutoConfig.from_pretrained(resolve_backbone(backbone)).num_hidden_layers - 1
+        config = SplareConfig(backbone=backbone, layer=layer, representation="vocab", **config_fields)
+        return cls._load(config, None, device=device, dtype=dtype)
+
+    @classmethod
     def _load(cls, config: SplareConfig, model_dir: Path | None, *, device: str, dtype: str, sae=None):
         import torch
 
         from .backbone import load_backbone, pick_device
-        from .sae.formats import check_compatible, load_native
 
         device = pick_device(device)
+        vocab = config.representation == "vocab"
         backbone = load_backbone(config.backbone, config.layer, dtype=dtype, device=device,
-                                 base_dir=model_dir)
-        if sae is None:
-            sae = load_native(model_dir / config.sae)
-        check_compatible(sae, backbone.hidden_size, config.layer)
+                                 base_dir=model_dir, with_lm_head=vocab)
+        if vocab:
+            from .vocab_head import VocabHead
+
+            if backbone.lm_head is None:
+                raise CheckpointError(f"backbone {config.backbone} has no LM head for the vocabulary representation")
+            head = VocabHead(backbone.final_norm, backbone.lm_head)
+        else:
+            from .sae.formats import check_compatible, load_native
+
+            head = sae if sae is not None else load_native(model_dir / config.sae)
+            check_compatible(head, backbone.hidden_size, config.layer)
+            # The SAE runs in float32 on CPU (bf16 matmuls are slow there) and in the backbone's
+            # dtype on accelerators.
+            head = head.to(device=device, dtype=torch.float32 if device == "cpu" else backbone.model.dtype)
         if config.adapter:
             backbone.model = _merge_adapter(backbone.model, model_dir / config.adapter)
-        # The SAE runs in float32 on CPU (bf16 matmuls are slow there) and in the backbone's
-        # dtype on accelerators.
-        sae_dtype = torch.float32 if device == "cpu" else backbone.model.dtype
-        sae = sae.to(device=device, dtype=sae_dtype).eval()
-        return cls(config, backbone, sae, device, model_dir)
+        return cls(config, backbone, head.eval(), device, model_dir)
 
     def save_pretrained(self, directory: str | os.PathLike, *, sae_dtype: str | None = None,
                         overwrite: bool = False) -> Path:
@@ -160,8 +190,11 @@ class SplareEncoder:
         tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
         try:
             config = self.config
-            save_native(self.sae, tmp / config.sae, include_decoder=False, dtype=sae_dtype)
-            if config.adapter and self.model_dir and (self.model_dir / config.adapter).is_dir():
+            if config.representation == "sae":
+                save_native(self.head, tmp / config.sae, include_decoder=False, dtype=sae_dtype)
+            if config.adapter and self.peft_model is not None:
+                self.peft_model.save_pretrained(str(tmp / config.adapter))
+            elif config.adapter and self.model_dir and (self.model_dir / config.adapter).is_dir():
                 shutil.copytree(self.model_dir / config.adapter, tmp / config.adapter)
             config.save(tmp)
             if directory.exists():
@@ -178,9 +211,10 @@ class SplareEncoder:
 
     @property
     def d_sae(self) -> int:
-        return self.sae.config.d_sae
+        """Width of the sparse vectors: SAE latents, or vocabulary size for the vocab head."""
+        return self.head.config.d_sae if self.config.representation == "sae" else self.head.width
 
-    def pooled(self, texts: Sequence[str], kind: str):
+    def pooled(self, texts: Sequence[str], kind: str, apply_top_k: bool = True):
         """Texts -> (B, d_sae) pooled weights after the side's top-k (a torch tensor, with grad
         if grad is enabled: the training path uses this too)."""
         from .backbone import hidden_states, tokenize
@@ -192,8 +226,8 @@ class SplareEncoder:
         ids, attn, pool_mask = tokenize(self.backbone, list(texts), side.max_length, self.device,
                                         self.config.pool_special_tokens)
         hidden = hidden_states(self.backbone, ids, attn, self.config.bidirectional)  # (B, T, d)
-        pooled = max_pool(self.sae.encode, hidden, pool_mask, self.d_sae)  # (B, d_sae)
-        return top_k(pooled, side.top_k)
+        pooled = max_pool(self.head.encode, hidden, pool_mask, self.d_sae)  # (B, d_sae)
+        return top_k(pooled, side.top_k) if apply_top_k else pooled
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> list[SparseVector]:
         """Encode a small list of texts (one forward pass)."""

@@ -133,7 +133,7 @@ def test_bad_text_side_keys_are_a_checkpoint_error():
 
 
 @pytest.mark.parametrize("changes, match", [
-    ({"representation": "dense"}, r"representation must be one of \['sae'\]; got 'dense'"),
+    ({"representation": "dense"}, r"representation must be one of \['sae', 'vocab'\]; got 'dense'"),
     ({"layer": -1}, "layer must be >= 0; got -1"),
     ({"quantization_scale": 0}, "quantization_scale must be > 0; got 0"),
     ({"quantization_scale": -2.5}, "quantization_scale must be > 0; got -2.5"),

@@ -138,3 +138,36 @@ def test_resolve_model_dir_errors(tmp_path):
 def test_config_in_model_dir_is_the_round_trip_of_the_object(tiny_model):
     cfg = SplareConfig.load(tiny_model)
     assert SplareConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_hub_id_is_fetched_with_huggingface_hub(tiny_model, monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        asked.append(repo_id)
+        return str(tiny_model)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    enc = SplareEncoder.from_pretrained("someorg/splare-tiny", device="cpu")
+    assert asked == ["someorg/splare-tiny"] and enc.config == SplareConfig.load(tiny_model)
+
+
+def test_hub_errors_say_what_to_do(monkeypatch):
+    import huggingface_hub
+
+    def offline(repo_id, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(CheckpointError, match="local model directory"):
+        resolve_model_dir("someorg/missing")
+
+
+def test_bfloat16_backbone_runs_and_roughly_agrees(tiny_model, encoder):
+    bf16 = SplareEncoder.from_pretrained(tiny_model, device="cpu", dtype="bfloat16")
+    assert bf16.backbone.model.dtype == torch.bfloat16
+    a, b = encoder.encode(TEXTS[:2]), bf16.encode(TEXTS[:2])
+    for x, y in zip(a, b):
+        assert len(set(x.indices[:5]) & set(y.indices[:5])) >= 3

@@ -155,3 +155,15 @@ def test_empty_vectors_are_counted_and_reported(tmp_path):
     summary, counters = _synthetic_index(tmp_path, {"a": {"f1": 3}, "b": {}, "c": {"f2": 1}})
     assert summary.empty == 1 and summary.empty_ids == ["b"]
     assert counters["indexed"] == 2 and counters.get("empty", 0) == 1
+
+
+def test_cli_encode_writes_shards_and_summary(tiny_model, tmp_path, capsys):
+    out = tmp_path / "enc"
+    assert cli(["encode", "--model", str(tiny_model), "--corpus", str(DEMO_DIR / "corpus.jsonl"),
+                "--output", str(out), "--shards", "3", "--device", "cpu"]) == 0
+    assert "35 documents in 3 shards" in capsys.readouterr().out
+    vectors = dict(read_vectors(out))
+    assert len(vectors) == 35 and all(0 < len(v) <= 20 for v in vectors.values())
+    summary = read_summary(out)
+    assert summary["documents"] == 35 and summary["extra"]["signature"]["quantization_scale"] == 100.0
+    assert cli(["encode", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--output", str(out)]) == 1

@@ -1,0 +1,150 @@
+"""Training examples: a query, its candidates (positive first, then negatives), teacher scores.
+
+Sources:
+
+* JSONL: ``{"query": str, "positive": str, "negatives": [str, ...], "scores": [float, ...]}``
+  (``positives`` may replace ``positive``; ``scores``/``teacher_scores``, when present, are aligned
+  with ``[positive] + negatives`` and enable KL distillation);
+* a BEIR folder with ``qrels/train.tsv`` (or another ``--split``): positives from the qrels, hard
+  negatives mined with BM25 (Pyserini) from the folder's corpus;
+* ``irds:<id>`` for ir_datasets with docpairs (e.g. ``irds:msmarco-passage/train/triples-small``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    query: str
+    docs: tuple[str, ...]  # positive first, then negatives
+    scores: tuple[float, ...] | None = None  # teacher scores aligned with docs
+
+
+def _jsonl_examples(path: Path, n_negatives: int, rng: random.Random) -> Iterator[TrainExample]:
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"malformed JSON ({exc.msg})", str(path), line_no) from None
+            if not isinstance(obj, dict) or "query" not in obj:
+                raise InputError("expected an object with 'query', 'positive' and 'negatives'", str(path), line_no)
+            positives = obj.get("positives") or ([obj["positive"]] if "positive" in obj else [])
+            negatives = list(obj.get("negatives") or [])
+            if not positives:
+                raise InputError("no 'positive' (or 'positives')", str(path), line_no)
+            if len(negatives) < n_negatives:
+                raise InputError(f"{len(negatives)} negatives; --negatives asks for {n_negatives}", str(path), line_no)
+            scores = obj.get("scores", obj.get("teacher_scores"))
+            if scores is not None and len(scores) != 1 + len(negatives):
+                raise InputError(f"'scores' has {len(scores)} values; expected 1 + {len(negatives)} "
+                                 "(positive then negatives)", str(path), line_no)
+            pick = sorted(rng.sample(range(len(negatives)), n_negatives))
+            docs = (str(positives[0]),) + tuple(str(negatives[i]) for i in pick)
+            picked_scores = None if scores is None else (float(scores[0]),) + tuple(float(scores[1 + i]) for i in pick)
+            yield TrainExample(str(obj["query"]), docs, picked_scores)
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """BEIR qrels TSV (with header) or TREC qrels -> {qid: {docid: relevance}}."""
+    out: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts or (line_no == 1 and not parts[-1].lstrip("-").isdigit()):
+                continue  # blank or header
+            if len(parts) == 3:
+                q, d, rel = parts
+            elif len(parts) == 4:
+                q, _, d, rel = parts
+            else:
+                raise InputError("expected `query-id corpus-id score` or TREC `qid 0 docid rel`", str(path), line_no)
+            out.setdefault(q, {})[d] = int(rel)
+    return out
+
+
+def beir_examples(folder: Path, n_negatives: int, *, split: str = "train", max_queries: int | None = None,
+                  seed: int = 0, bm25_depth: int = 50, threads: int = 1, cache_dir: Path | None = None
+                  ) -> list[TrainExample]:
+    """Positives from qrels; negatives = top BM25 hits that are not positives (mined once)."""
+    from ..corpus import read_documents, read_queries
+    from .negatives import mine_bm25_negatives
+
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        raise InputError(f"no qrels/{split}.tsv; a BEIR training folder needs corpus.jsonl, "
+                         "queries.jsonl and qrels/<split>.tsv", path=str(folder))
+    qrels = read_qrels(qrels_path)
+    queries = {q.id: q.text for q in read_queries(str(folder)) if q.id in qrels}
+    qids = sorted(queries)
+    rng = random.Random(seed)
+    rng.shuffle(qids)
+    if max_queries:
+        qids = qids[:max_queries]
+    corpus = {d.id: d.text for d in read_documents(str(folder))}
+    negatives = mine_bm25_negatives(folder, {q: queries[q] for q in qids}, depth=bm25_depth,
+                                    threads=threads, cache_dir=cache_dir)
+    examples = []
+    for q in qids:
+        positives = [d for d, rel in qrels[q].items() if rel > 0 and d in corpus]
+        pool = [d for d in negatives.get(q, []) if d not in qrels[q]]
+        if not positives or len(pool) < n_negatives:
+            continue
+        picked = rng.sample(pool[: max(n_negatives, 20)], n_negatives)
+        examples.append(TrainExample(queries[q], (corpus[positives[0]],) + tuple(corpus[d] for d in picked)))
+    if not examples:
+        raise InputError("no usable training examples (queries need a positive and enough BM25 negatives)",
+                         path=str(folder))
+    logger.info("%d training examples from %s (%d BM25 negatives each)", len(examples), folder, n_negatives)
+    return examples
+
+
+def irds_examples(dataset_id: str, n_negatives: int, max_queries: int | None, seed: int) -> list[TrainExample]:
+    import ir_datasets
+
+    dataset = ir_datasets.load(dataset_id)
+    if not dataset.has_docpairs():
+        raise InputError(f"ir_datasets {dataset_id!r} has no docpairs (query, positive, negative); "
+                         "use a BEIR folder with qrels/train.tsv instead")
+    if n_negatives != 1:
+        raise InputError("ir_datasets docpairs carry one negative each: use --negatives 1")
+    queries = {q.query_id: q.default_text() for q in dataset.queries_iter()}
+    store = dataset.docs_store()
+    examples = []
+    for pair in dataset.docpairs_iter():
+        examples.append(TrainExample(queries[pair.query_id], (store.get(pair.doc_id_a).default_text(),
+                                                              store.get(pair.doc_id_b).default_text())))
+        if max_queries and len(examples) >= max_queries:
+            break
+    random.Random(seed).shuffle(examples)
+    return examples
+
+
+def load_examples(source: str, n_negatives: int, *, split: str = "train", max_queries: int | None = None,
+                  seed: int = 0, threads: int = 1, cache_dir: Path | None = None) -> list[TrainExample]:
+    if source.startswith("irds:"):
+        return irds_examples(source[5:], n_negatives, max_queries, seed)
+    path = Path(source)
+    if path.is_dir():
+        return beir_examples(path, n_negatives, split=split, max_queries=max_queries, seed=seed,
+                             threads=threads, cache_dir=cache_dir)
+    if path.is_file():
+        rng = random.Random(seed)
+        examples = list(_jsonl_examples(path, n_negatives, rng))
+        rng.shuffle(examples)
+        return examples[:max_queries] if max_queries else examples
+    raise InputError("training data not found: give a BEIR folder, a JSONL file of examples, or irds:<id>",
+                     path=source)
