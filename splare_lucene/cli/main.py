@@ -15,6 +15,7 @@ COMMANDS = {
     "encode": ("encode", "encode a corpus into Anserini JsonVectorCollection shards"),
     "index": ("index", "build a Lucene impact index (from a corpus, or from encoded shards)"),
     "search": ("search", "search an index: a query file to a TREC run, or one --query"),
+    "train": ("train", "fine-tune a SPLARE model (or the vocabulary SPLADE baseline) with LoRA"),
     "train-sae": ("train_sae", "train a TopK SAE on a backbone's layer-L activations"),
     "assemble": ("assemble", "assemble a SPLARE model directory from a backbone and an SAE"),
 }

@@ -192,8 +192,8 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
             sched.step()
             opt.zero_grad(set_to_none=True)
             state.step += 1
-            record = {"step": state.step, "loss": round(float(rank_loss), 5), "flops_q": round(float(fq), 3),
-                      "flops_d": round(float(fd), 3), "nnz_q": round(float((q > 0).sum(1).float().mean()), 1),
+            record = {"step": state.step, "loss": round(rank_loss.item(), 5), "flops_q": round(fq.item(), 3),
+                      "flops_d": round(fd.item(), 3), "nnz_q": round(float((q > 0).sum(1).float().mean()), 1),
                       "nnz_d": round(float((d > 0).sum(1).float().mean()), 1)}
             state.history.append(record)
             bar.update(1)

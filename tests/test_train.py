@@ -1,0 +1,144 @@
+"""Retrieval fine-tuning on tiny models: the vocabulary (SPLADE) head, data sources, KL and
+InfoNCE training with LoRA, saving a loadable model directory, and resuming a checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from splare_lucene.cli.main import main as cli
+from splare_lucene.encoder import SplareEncoder
+from splare_lucene.errors import ConfigError, InputError
+from splare_lucene.train import trainer as trainer_mod
+from splare_lucene.train.data import load_examples
+from splare_lucene.train.trainer import TrainConfig, train
+
+from conftest import DEMO_DIR, read_jsonl
+
+
+def _write_examples(path, with_scores=True, n=12):
+    docs = [d["title"] + " " + d["text"] for d in read_jsonl(DEMO_DIR / "corpus.jsonl")]
+    queries = [q["text"] for q in read_jsonl(DEMO_DIR / "queries.jsonl")]
+    with path.open("w") as f:
+        for i in range(n):
+            ex = {"query": queries[i % len(queries)], "positive": docs[i], "negatives": [docs[i + 1], docs[i + 2]]}
+            if with_scores:
+                ex["scores"] = [5.0, 1.0, 0.5]
+            f.write(json.dumps(ex) + "\n")
+    return path
+
+
+def test_vocab_head_matches_lm_logits(tiny_backbone):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    enc = SplareEncoder.vocabulary(str(tiny_backbone), device="cpu")
+    assert enc.config.representation == "vocab" and enc.config.layer == 3
+    text = "bees pollinate flowers"
+    tok = AutoTokenizer.from_pretrained(str(tiny_backbone))
+    lm = AutoModelForCausalLM.from_pretrained(str(tiny_backbone)).eval()
+    with torch.no_grad():
+        logits = lm(**tok([text], return_tensors="pt")).logits[0, 1:]  # drop BOS
+    pooled = torch.log1p(logits.relu()).max(0).values
+    top = pooled.topk(enc.config.query.top_k)
+    expected = {int(i): float(v) for i, v in zip(top.indices, top.values) if v > 0}
+    got = enc.encode([text], "query")[0].to_dict()
+    assert set(got) == set(expected)
+    np.testing.assert_allclose([got[i] for i in expected], list(expected.values()), rtol=1e-4, atol=1e-5)
+    terms = enc.terms(enc.encode([text], "query")[0])
+    assert all(t.isascii() and " " not in t for t in terms)
+    from urllib.parse import unquote
+
+    assert {tok.convert_tokens_to_ids(unquote(t)) for t in terms} == set(got)
+
+
+def test_jsonl_examples_and_errors(tmp_path):
+    path = _write_examples(tmp_path / "ex.jsonl")
+    ex = load_examples(str(path), 1, seed=0)
+    assert len(ex) == 12 and all(len(e.docs) == 2 and len(e.scores) == 2 and e.scores[0] == 5.0 for e in ex)
+    with pytest.raises(InputError, match="negatives asks for 3"):
+        load_examples(str(path), 3)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "positive": "p", "negatives": ["n"], "scores": [1.0]}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:1: 'scores' has 1 values"):
+        load_examples(str(bad), 1)
+
+
+@pytest.mark.java
+def test_beir_folder_examples_mine_bm25_negatives(tmp_path):
+    ex = load_examples(str(DEMO_DIR), 2, split="test", seed=0, cache_dir=tmp_path)
+    queries = {q["text"]: q["_id"] for q in read_jsonl(DEMO_DIR / "queries.jsonl")}
+    qrels = {line.split("\t")[0]: line.split("\t")[1] for line in (DEMO_DIR / "qrels/test.tsv").read_text().splitlines()[1:]}
+    docs = {d["_id"]: (d["title"] + " " + d["text"]) for d in read_jsonl(DEMO_DIR / "corpus.jsonl")}
+    assert ex and all(len(e.docs) == 3 and e.scores is None for e in ex)
+    for e in ex:
+        positive = docs[qrels[queries[e.query]]]
+        assert e.docs[0] == positive and positive not in e.docs[1:]
+
+
+def test_train_kl_writes_loadable_model_that_differs(tiny_model, tmp_path):
+    data = _write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "trained"
+    assert cli(["train", "--model", str(tiny_model), "--data", str(data), "--output", str(out),
+                "--batch-size", "4", "--max-steps", "3", "--lr", "1e-2", "--lora-rank", "4",
+                "--temperature", "10", "--device", "cpu"]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["loss"] == "kl" and report["steps"] == 3 and len(report["history"]) == 3
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "sae" / "sae.safetensors").is_file()
+    trained = SplareEncoder.from_pretrained(out, device="cpu")
+    base = SplareEncoder.from_pretrained(tiny_model, device="cpu")
+    assert trained.config.adapter == "adapter" and trained.config.query.max_length == 32
+    a = base.encode(["bees pollinate flowers"])[0].to_dict()
+    b = trained.encode(["bees pollinate flowers"])[0].to_dict()
+    assert a != b
+    assert not (tmp_path / "trained.checkpoint").exists()
+
+
+def test_train_vocab_baseline_with_infonce(tiny_backbone, tmp_path):
+    data = _write_examples(tmp_path / "ex.jsonl", with_scores=False)
+    out = tmp_path / "splade"
+    assert cli(["train", "--vocab-backbone", str(tiny_backbone), "--data", str(data), "--output", str(out),
+                "--batch-size", "4", "--max-steps", "2", "--lora-rank", "4", "--device", "cpu"]) == 0
+    model = SplareEncoder.from_pretrained(out, device="cpu")
+    assert model.config.representation == "vocab" and not (out / "sae").exists()
+    assert json.loads((out / "train_report.json").read_text())["loss"] == "infonce"
+    assert model.encode(["bees"], "query")[0].nnz > 0
+
+
+def test_kl_without_scores_is_refused(tiny_model, tmp_path):
+    data = _write_examples(tmp_path / "ex.jsonl", with_scores=False)
+    assert cli(["train", "--model", str(tiny_model), "--data", str(data), "--output", str(tmp_path / "o"),
+                "--loss", "kl", "--device", "cpu"]) == 1
+
+
+def test_resume_continues_where_it_stopped(tiny_model, tmp_path, monkeypatch):
+    data = _write_examples(tmp_path / "ex.jsonl", n=16)
+    examples = load_examples(str(data), 1, seed=0)
+    cfg = TrainConfig(batch_size=4, max_steps=4, save_every=2, lr=1e-2, lora_rank=4, temperature=10.0)
+    out = tmp_path / "run"
+
+    full = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, tmp_path / "ref",
+                 progress=False)
+
+    real_save = trainer_mod._save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
+    assert (tmp_path / "run.checkpoint" / "trainer_state.pt").is_file() and not out.exists()
+    monkeypatch.setattr(trainer_mod, "_save_checkpoint", real_save)
+    resumed = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
+    assert resumed["steps"] == 4 and len(resumed["history"]) == 4
+    for a, b in zip(full["history"], resumed["history"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3, abs=1e-4)
+
+
+def test_train_config_validation():
+    with pytest.raises(ConfigError, match="loss must be one of"):
+        TrainConfig(loss="mse")
