@@ -45,6 +45,7 @@ class SplareConfig:
     token_prefix: str = "f"  # latent j -> pseudo-token f<j>
     sae: str = "sae"  # sub-directory holding the SAE (toolkit format)
     adapter: str | None = None  # sub-directory holding a peft LoRA adapter, if any
+    mntp_adapter: str | None = None  # bidirectional (MNTP) adaptation adapter, merged before ``adapter``
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:

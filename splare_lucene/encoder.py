@@ -56,7 +56,7 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
 def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
     """A short hash of the config and weight files: which model encoded an index."""
     h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
-    for sub in (config.sae, config.adapter):
+    for sub in (config.sae, config.mntp_adapter, config.adapter):
         if sub and (model_dir / sub).is_dir():
             for f in sorted((model_dir / sub).rglob("*")):
                 if f.is_file():
@@ -174,8 +174,9 @@ class SplareEncoder:
             # The SAE runs in float32 on CPU (bf16 matmuls are slow there) and in the backbone's
             # dtype on accelerators.
             head = head.to(device=device, dtype=torch.float32 if device == "cpu" else backbone.model.dtype)
-        if config.adapter:
-            backbone.model = _merge_adapter(backbone.model, model_dir / config.adapter)
+        for adapter in (config.mntp_adapter, config.adapter):  # MNTP first: retrieval LoRA was trained on top
+            if adapter:
+                backbone.model = _merge_adapter(backbone.model, model_dir / adapter)
         return cls(config, backbone, head.eval(), device, model_dir)
 
     def save_pretrained(self, directory: str | os.PathLike, *, sae_dtype: str | None = None,
@@ -192,6 +193,8 @@ class SplareEncoder:
             config = self.config
             if config.representation == "sae":
                 save_native(self.head, tmp / config.sae, include_decoder=False, dtype=sae_dtype)
+            if config.mntp_adapter and self.model_dir and (self.model_dir / config.mntp_adapter).is_dir():
+                shutil.copytree(self.model_dir / config.mntp_adapter, tmp / config.mntp_adapter)
             if config.adapter and self.peft_model is not None:
                 self.peft_model.save_pretrained(str(tmp / config.adapter))
             elif config.adapter and self.model_dir and (self.model_dir / config.adapter).is_dir():

@@ -142,3 +142,43 @@ def test_resume_continues_where_it_stopped(tiny_model, tmp_path, monkeypatch):
 def test_train_config_validation():
     with pytest.raises(ConfigError, match="loss must be one of"):
         TrainConfig(loss="mse")
+
+
+def test_mntp_loss_predicts_masked_tokens_from_previous_position(tiny_backbone):
+    from splare_lucene.backbone import load_backbone, tokenize
+    from splare_lucene.train.mntp import mask_token_id, mntp_loss
+
+    bb = load_backbone(str(tiny_backbone), 3, with_lm_head=True)
+    ids, attn, maskable = tokenize(bb, ["bees pollinate flowers and crops"], 16, "cpu")
+    gen = torch.Generator().manual_seed(0)
+    loss = mntp_loss(bb, ids, attn, maskable, mask_token_id(bb.tokenizer), 1.0, gen)
+    # ratio 1: every non-special token from position 1 on is masked and predicted from i-1
+    masked = ids.masked_fill(maskable & (torch.arange(ids.shape[1]) > 0), mask_token_id(bb.tokenizer))
+    from splare_lucene.backbone import bidirectional_mask
+
+    with torch.no_grad():
+        h = bb.model(input_ids=masked, attention_mask=bidirectional_mask(attn, torch.float32)).last_hidden_state
+        logits = bb.lm_head(bb.final_norm(h[0, :-1]))
+        sel = maskable[0, 1:]
+        expected = torch.nn.functional.cross_entropy(logits[sel], ids[0, 1:][sel])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_adapt_then_train_keeps_both_adapters(tiny_model, tmp_path):
+    adapted = tmp_path / "adapted"
+    assert cli(["adapt", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--output", str(adapted),
+                "--steps", "3", "--lr", "1e-2", "--lora-rank", "4", "--batch-size", "4", "--device", "cpu"]) == 0
+    enc = SplareEncoder.from_pretrained(adapted, device="cpu")
+    assert enc.config.bidirectional and enc.config.mntp_adapter == "mntp_adapter"
+    report = json.loads((adapted / "mntp_report.json").read_text())
+    assert len(report["loss_history"]) == 3
+    # the adapter only touches blocks 0..L, so it loads onto the cut model
+    adapter_cfg = json.loads((adapted / "mntp_adapter" / "adapter_config.json").read_text())
+    assert "layers\\.(0|1|2)\\." in adapter_cfg["target_modules"]
+    data = _write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "trained"
+    assert cli(["train", "--model", str(adapted), "--data", str(data), "--output", str(out), "--batch-size", "4",
+                "--max-steps", "1", "--lora-rank", "4", "--device", "cpu"]) == 0
+    trained = SplareEncoder.from_pretrained(out, device="cpu")
+    assert (out / "mntp_adapter").is_dir() and trained.config.adapter == "adapter"
+    assert trained.encode(["bees"], "query")[0].nnz > 0

@@ -17,6 +17,7 @@ COMMANDS = {
     "search": ("search", "search an index: a query file to a TREC run, or one --query"),
     "train": ("train", "fine-tune a SPLARE model (or the vocabulary SPLADE baseline) with LoRA"),
     "train-sae": ("train_sae", "train a TopK SAE on a backbone's layer-L activations"),
+    "adapt": ("adapt", "bidirectional-attention adaptation (masked next-token prediction) with LoRA"),
     "assemble": ("assemble", "assemble a SPLARE model directory from a backbone and an SAE"),
 }
 

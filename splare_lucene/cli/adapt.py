@@ -1,0 +1,56 @@
+"""splare-lucene adapt: bidirectional-attention adaptation (MNTP) of a SPLARE model's backbone."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_runtime, check_output
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="SPLARE model directory to adapt")
+    p.add_argument("--corpus", action="append", required=True, help="text source; repeatable")
+    p.add_argument("--output", required=True, help="new model directory (bidirectional, with the MNTP adapter)")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--mask-ratio", type=float, default=0.2)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    add_runtime(p)
+
+
+def run(args) -> int:
+    import itertools
+    import json
+    import shutil
+
+    from ..backbone import pick_device
+    from ..config import SplareConfig
+    from ..corpus import read_documents
+    from ..encoder import resolve_model_dir
+    from ..errors import ConfigError
+    from ..train.mntp import MNTPConfig, adapt_bidirectional
+
+    source = resolve_model_dir(args.model)
+    config = SplareConfig.load(source)
+    if config.adapter or config.mntp_adapter:
+        raise ConfigError(f"{args.model} already has adapters; adapt a model made by `assemble`")
+    out = check_output(args.output, args.overwrite, "model directory")
+    cfg = MNTPConfig(steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
+                     mask_ratio=args.mask_ratio, lr=args.lr, lora_rank=args.lora_rank, seed=args.seed)
+    texts = (d.text for d in itertools.chain.from_iterable(read_documents(c, allow_empty=True) for c in args.corpus))
+    texts = itertools.islice(texts, 200_000)  # a bounded sampling pool
+    peft_model, report = adapt_bidirectional(config.backbone if not (source / config.backbone).exists()
+                                             else str(source / config.backbone), config.layer, texts, cfg,
+                                             device=pick_device(args.device), dtype=args.dtype)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    peft_model.save_pretrained(str(tmp / "mntp_adapter"))
+    config.replace(bidirectional=True, mntp_adapter="mntp_adapter").save(tmp)
+    (tmp / "mntp_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    tmp.rename(out)
+    print(f"adapted model written to {out}; MNTP loss {report['loss_history'][0]} -> {report['loss_history'][-1]}")
+    return 0
