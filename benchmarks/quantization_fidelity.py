@@ -89,7 +89,7 @@ def main() -> None:
 
     start = time.time()
     encoder = SplareEncoder.from_pretrained(args.model, device="cpu")
-    doc_ids, D = encode_matrix(encoder, read_documents(args.corpus), "document", args.batch_size)
+    doc_ids, D = encode_matrix(encoder, read_documents(args.corpus, allow_empty=True), "document", args.batch_size)
     qids, Q = encode_matrix(encoder, read_queries(args.corpus), "query", args.batch_size)
     encode_s = time.time() - start
     qrels = Path(args.corpus) / "qrels" / "test.tsv"

@@ -60,3 +60,51 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def directory_size(path: str | os.PathLike) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def evaluate_collection(encoder, collection: str, work_dir: str | os.PathLike, *, split: str = "test",
+                        k: int = 1000, threads: int = 1, batch_size: int = 16, model_name: str = "",
+                        measures=None, reuse: bool = True, progress: bool = True) -> dict:
+    """Encode + index a BEIR folder's corpus, search its queries, score with its qrels.
+
+    The index lives in ``work_dir/index`` and is reused when its ``splare_index.json`` names the
+    same model fingerprint and quantization; a mismatched index is rebuilt, never mixed.
+    """
+    import time
+
+    from .corpus import read_queries
+    from .evaluate import DEFAULT_MEASURES, evaluate, read_qrels
+    from .index import read_index_meta
+    from .search import SplareQueryEncoder, batch_search, open_searcher, write_trec_run
+
+    work_dir = Path(work_dir)
+    index_dir = work_dir / "index"
+    meta = read_index_meta(index_dir) if index_dir.is_dir() else None
+    fresh = not (reuse and meta and meta.get("model_fingerprint") == encoder.fingerprint
+                 and meta.get("signature") == encoder.config.index_signature())
+    start = time.time()
+    if fresh:
+        index_corpus(encoder, collection, index_dir, threads=threads, batch_size=batch_size, allow_empty=True,
+                     model_name=model_name, overwrite=True, progress=progress)
+        meta = read_index_meta(index_dir)
+    index_seconds = time.time() - start
+    qrels = read_qrels(Path(collection) / "qrels" / f"{split}.tsv")
+    queries = [q for q in read_queries(collection) if q.id in qrels]
+    searcher = open_searcher(index_dir, SplareQueryEncoder(encoder, batch_size=batch_size))
+    start = time.time()
+    searcher.query_encoder.prime([q.text for q in queries], progress=progress)
+    q_nnz = [len(searcher.query_encoder.encode(q.text)) for q in queries]
+    run = batch_search(searcher, queries, k=k, threads=threads, progress=False)
+    search_seconds = time.time() - start
+    searcher.close()
+    write_trec_run(run, work_dir / "run.trec", tag=model_name or "splare")
+    aggregate, per_query = evaluate(run, qrels, measures or DEFAULT_MEASURES)
+    return {"metrics": aggregate, "per_query": per_query, "queries": len(queries),
+            "documents": meta["counters"].get("indexed", 0), "doc_nnz_mean": meta["encoding"]["mean_nnz"],
+            "query_nnz_mean": sum(q_nnz) / max(1, len(q_nnz)), "index_bytes": directory_size(index_dir),
+            "index_seconds": round(index_seconds, 1), "search_seconds": round(search_seconds, 1),
+            "reused_index": not fresh}

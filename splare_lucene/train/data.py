@@ -58,29 +58,12 @@ def _jsonl_examples(path: Path, n_negatives: int, rng: random.Random) -> Iterato
             yield TrainExample(str(obj["query"]), docs, picked_scores)
 
 
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """BEIR qrels TSV (with header) or TREC qrels -> {qid: {docid: relevance}}."""
-    out: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts or (line_no == 1 and not parts[-1].lstrip("-").isdigit()):
-                continue  # blank or header
-            if len(parts) == 3:
-                q, d, rel = parts
-            elif len(parts) == 4:
-                q, _, d, rel = parts
-            else:
-                raise InputError("expected `query-id corpus-id score` or TREC `qid 0 docid rel`", str(path), line_no)
-            out.setdefault(q, {})[d] = int(rel)
-    return out
-
-
 def beir_examples(folder: Path, n_negatives: int, *, split: str = "train", max_queries: int | None = None,
                   seed: int = 0, bm25_depth: int = 50, threads: int = 1, cache_dir: Path | None = None
                   ) -> list[TrainExample]:
     """Positives from qrels; negatives = top BM25 hits that are not positives (mined once)."""
     from ..corpus import read_documents, read_queries
+    from ..evaluate import read_qrels
     from .negatives import mine_bm25_negatives
 
     qrels_path = folder / "qrels" / f"{split}.tsv"

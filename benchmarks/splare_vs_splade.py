@@ -1,0 +1,166 @@
+"""The paper's comparison at small scale, on the CPU, in one run.
+
+Systems, all on Gemma-3-270m (multilingual, from PyPI):
+  bm25           Anserini BM25 (Pyserini), English analyzer
+  splare-base    SPLARE untrained: backbone cut at layer 11 + the default SAE, no fine-tuning
+  splare-ft      SPLARE fine-tuned: LoRA on layers 0..11, SAE frozen
+  splade-ft      vocabulary twin: LoRA on all 18 layers, the model's own LM head, same recipe
+
+The fine-tuned systems share one recipe and budget (InfoNCE with in-batch + 1 BM25 hard negative,
+FLOPS 1e-4 on queries and documents, same steps, batch, lengths, learning rate, seed) on
+../shared/data/squad-train. Evaluation uses collections not used for training: cranfield (English)
+and tatoeba-xl X->English (cross-lingual). Reports nDCG@10, R@100, mean non-zeros per query and
+document, and index size.
+
+    python benchmarks/splare_vs_splade.py --out benchmarks/results/splare_vs_splade
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SAE = REPO / "splare_lucene" / "assets" / "default" / "sae"
+
+
+def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
+    from splare_lucene.cli.main import main as cli
+
+    if (out / "train_report.json").is_file():
+        return out, json.loads((out / "train_report.json").read_text()).get("seconds_this_run", 0.0)
+    base = ["train", "--data", args.train, "--output", str(out), "--overwrite", "--loss", "infonce",
+            "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--negatives", "1",
+            "--max-queries", str(args.steps * args.batch_size), "--lr", str(args.lr),
+            "--lora-rank", str(args.lora_rank), "--lora-alpha", str(2 * args.lora_rank),
+            "--query-max-length", "32", "--doc-max-length", str(args.doc_max_length),
+            "--temperature", str(args.temperature), "--flops-query", "1e-4", "--flops-doc", "1e-4",
+            "--seed", str(args.seed), "--threads", "2", "--device", "cpu", "--save-every", "25"]
+    if kind == "splare":
+        base[1:1] = ["--model", str(args.base_model)]
+    else:
+        base[1:1] = ["--vocab-backbone", "pypi:gemma3-270m"]
+    start = time.time()
+    if cli(base) != 0:
+        raise SystemExit(f"training {kind} failed")
+    return out, time.time() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--train", default=None, help="training BEIR folder (default: DATA/squad-train)")
+    ap.add_argument("--base-model", default=None, help="untrained SPLARE model dir (default: assembled from the default SAE)")
+    ap.add_argument("--languages", default="deu,fra,spa,rus,cmn,jpn,ara,hin")
+    ap.add_argument("--english", default="cranfield")
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--doc-max-length", type=int, default=96)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--lora-rank", type=int, default=16)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--systems", default="bm25,splare-base,splare-ft,splade-ft")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "splare_vs_splade"))
+    args = ap.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
+    from splare_lucene.bm25 import bm25_index, bm25_search
+    from splare_lucene.corpus import read_queries
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.evaluate import evaluate, read_qrels
+    from splare_lucene.pipeline import directory_size, evaluate_collection
+    from splare_lucene.types import ScoredDoc
+
+    data = Path(args.data)
+    args.train = args.train or str(data / "squad-train")
+    out = Path(args.out)
+    work = out.parent / (out.name + "-work")
+    work.mkdir(parents=True, exist_ok=True)
+    collections = [args.english] + [f"tatoeba-xl/{lang}-eng" for lang in args.languages.split(",") if lang]
+    systems = args.systems.split(",")
+    started = time.time()
+    if args.base_model is None:
+        args.base_model = work / "splare-base"
+        if not (args.base_model / "splare_config.json").is_file():
+            SplareEncoder.from_components("pypi:gemma3-270m", DEFAULT_SAE, device="cpu").save_pretrained(
+                args.base_model, overwrite=True)
+    models = {"splare-base": Path(args.base_model)}
+    train_seconds = {}
+    for name, kind in (("splare-ft", "splare"), ("splade-ft", "vocab")):
+        if name in systems:
+            models[name], train_seconds[name] = train_model(kind, args, work / name)
+
+    results: dict = {}
+    for system in systems:
+        for coll in collections:
+            folder = data / coll
+            key = f"{system}|{coll}"
+            cache = work / "eval" / system / coll.replace("/", "_")
+            if (cache / "result.json").is_file():
+                results[key] = json.loads((cache / "result.json").read_text())
+                continue
+            cache.mkdir(parents=True, exist_ok=True)
+            if system == "bm25":
+                index = bm25_index(str(folder), threads=2)
+                qrels = read_qrels(folder / "qrels" / "test.tsv")
+                queries = {q.id: q.text for q in read_queries(str(folder)) if q.id in qrels}
+                hits = bm25_search(index, queries, k=1000, threads=2)
+                run = {q: [ScoredDoc(q, d, s, r + 1) for r, (d, s) in enumerate(h)] for q, h in hits.items()}
+                metrics, _ = evaluate(run, qrels, ["nDCG@10", "R@100"])
+                res = {"metrics": metrics, "index_bytes": directory_size(index), "doc_nnz_mean": None,
+                       "query_nnz_mean": None}
+            else:
+                encoder = SplareEncoder.from_pretrained(models[system], device="cpu")
+                res = evaluate_collection(encoder, str(folder), cache, k=1000, threads=2, batch_size=16,
+                                          model_name=system, measures=["nDCG@10", "R@100"])
+                res.pop("per_query")
+                del encoder
+            (cache / "result.json").write_text(json.dumps(res, indent=2))
+            results[key] = res
+            print(f"{system:12s} {coll:22s} {res['metrics']}", flush=True)
+
+    table = ["| system | collection | nDCG@10 | R@100 | nnz query | nnz doc | index MB |", "|---|---|---:|---:|---:|---:|---:|"]
+    for system in systems:
+        for coll in collections:
+            r = results[f"{system}|{coll}"]
+            m = r["metrics"]
+            nq = "-" if r.get("query_nnz_mean") is None else f"{r['query_nnz_mean']:.0f}"
+            nd = "-" if r.get("doc_nnz_mean") is None else f"{r['doc_nnz_mean']:.0f}"
+            table.append(f"| {system} | {coll} | {m['nDCG@10']:.4f} | {m['R@100']:.4f} | {nq} | {nd} | "
+                         f"{r['index_bytes'] / 1e6:.1f} |")
+    xl = [c for c in collections if c.startswith("tatoeba")]
+    summary = ["| system | English nDCG@10 | cross-lingual mean nDCG@10 | cross-lingual mean R@100 |", "|---|---:|---:|---:|"]
+    for system in systems:
+        en = results[f"{system}|{args.english}"]["metrics"]["nDCG@10"]
+        xn = sum(results[f"{system}|{c}"]["metrics"]["nDCG@10"] for c in xl) / max(1, len(xl))
+        xr = sum(results[f"{system}|{c}"]["metrics"]["R@100"] for c in xl) / max(1, len(xl))
+        summary.append(f"| {system} | {en:.4f} | {xn:.4f} | {xr:.4f} |")
+    elapsed = time.time() - started
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0].replace(str(REPO) + "/", "")] + sys.argv[1:])
+    text = "\n".join([
+        "# SPLARE vs its vocabulary twin (SPLADE) at small scale, CPU", "",
+        f"Command: `{command}`  ", f"Seed {args.seed}; {args.steps} steps x batch {args.batch_size} "
+        f"(1 BM25 negative + in-batch), doc length {args.doc_max_length}, lr {args.lr}, LoRA rank {args.lora_rank}, "
+        f"InfoNCE temperature {args.temperature}, FLOPS 1e-4/1e-4.  ",
+        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
+        f"this run took {elapsed / 60:.1f} min; training seconds: {json.dumps({k: round(v) for k, v in train_seconds.items()})}.",
+        "", "## Summary", "", *summary, "", "## Per collection", "", *table, ""])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (out.with_suffix(".md")).write_text(text)
+    (out.with_suffix(".json")).write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                     "results": results, "train_seconds": train_seconds,
+                                                     "elapsed_seconds": elapsed}, indent=2))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
