@@ -252,8 +252,8 @@ class SplareEncoder:
         from tqdm.auto import tqdm
 
         text_of = text_of or (lambda x: x if isinstance(x, str) else x.text)
-        unit = "doc" if kind == "document" else "query"
-        bar = tqdm(total=total, unit=unit, desc=f"encode {kind}s", disable=not progress,
+        unit, plural = ("doc", "documents") if kind == "document" else ("query", "queries")
+        bar = tqdm(total=total, unit=unit, desc=f"encode {plural}", disable=not progress,
                    dynamic_ncols=True, smoothing=0.05)
         results: dict[int, tuple[T, SparseVector]] = {}
         for batch in length_sorted_batches(items, text_of, batch_size, window=batch_size * 64):

@@ -182,3 +182,11 @@ def test_adapt_then_train_keeps_both_adapters(tiny_model, tmp_path):
     trained = SplareEncoder.from_pretrained(out, device="cpu")
     assert (out / "mntp_adapter").is_dir() and trained.config.adapter == "adapter"
     assert trained.encode(["bees"], "query")[0].nnz > 0
+
+
+def test_auto_temperature_is_chosen_once_and_reported(tiny_model, tmp_path):
+    examples = load_examples(str(_write_examples(tmp_path / "ex.jsonl", with_scores=False)), 1, seed=0)
+    cfg = TrainConfig(batch_size=4, max_steps=2, temperature=0.0, lora_rank=4, save_every=0)
+    report = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, tmp_path / "o",
+                   progress=False)
+    assert report["temperature"] > 0 and report["loss"] == "infonce"

@@ -28,7 +28,7 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 @dataclass(frozen=True)
 class TrainConfig:
     loss: str = "auto"  # auto: KL when every example has teacher scores, else InfoNCE
-    temperature: float = 1.0  # student temperature (KL) / InfoNCE temperature
+    temperature: float = 1.0  # student temperature (KL) / InfoNCE temperature; 0 = auto (see train)
     in_batch_negatives: bool = True  # InfoNCE only
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -62,6 +62,7 @@ class TrainConfig:
 class TrainState:
     step: int = 0
     history: list = field(default_factory=list)
+    temperature: float = 0.0  # the auto temperature, once chosen (saved in checkpoints)
 
 
 def _pick_loss(cfg: TrainConfig, examples: list[TrainExample]) -> str:
@@ -108,7 +109,8 @@ def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState)
     shutil.rmtree(tmp, ignore_errors=True)
     peft_model.save_pretrained(str(tmp / "adapter"))
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
-                "history": state.history, "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+                "history": state.history, "temperature": state.temperature,
+                "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
 
@@ -123,6 +125,7 @@ def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState)
     opt.load_state_dict(saved["optimizer"])
     sched.load_state_dict(saved["scheduler"])
     state.step, state.history = saved["step"], saved["history"]
+    state.temperature = saved.get("temperature", 0.0)
     torch.set_rng_state(saved["torch_rng"])
     logger.info("resumed from %s at step %d", directory, state.step)
 
@@ -160,6 +163,7 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     if resume and (ckpt / "trainer_state.pt").is_file():
         _load_checkpoint(ckpt, peft_model, opt, sched, state)
     with_top_k = cfg.train_top_k
+    temperature = cfg.temperature if cfg.temperature > 0 else state.temperature
     bar = tqdm(total=total, initial=state.step, desc=f"train ({loss_name})", unit="step", disable=not progress)
     start = time.time()
     micro = 0
@@ -174,11 +178,19 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
             docs = [d for e in batch for d in e.docs[: 1 + cfg.negatives]]
             q = encoder.pooled(queries, "query", apply_top_k=with_top_k)  # (B, V)
             d = encoder.pooled(docs, "document", apply_top_k=with_top_k)  # (B*n, V)
+            if temperature <= 0:
+                # auto: the spread of the initial in-batch scores, so that softmax starts unsaturated
+                # whatever the representation's scale (SAE latents vs vocabulary logits differ by
+                # orders of magnitude; the paper hand-picks 10 to 80). Fixed from then on.
+                with torch.no_grad():
+                    temperature = max(float((q @ d.t()).std()), 1e-3)
+                logger.info("auto temperature: %.4g", temperature)
+                state.temperature = temperature
             if loss_name == "kl":
                 teacher = torch.tensor([list(e.scores[: 1 + cfg.negatives]) for e in batch], device=q.device)
-                rank_loss = kl_distillation(candidate_scores(q, d), teacher, cfg.temperature)
+                rank_loss = kl_distillation(candidate_scores(q, d), teacher, temperature)
             else:
-                rank_loss = info_nce(q, d, cfg.temperature, cfg.in_batch_negatives)
+                rank_loss = info_nce(q, d, temperature, cfg.in_batch_negatives)
             lq = flops_weight(state.step, cfg.flops_query, flops_warmup)
             ld = flops_weight(state.step, cfg.flops_doc, flops_warmup)
             fq, fd = flops(q), flops(d)
@@ -205,7 +217,7 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
         epoch += 1
     bar.close()
     peft_model.eval()
-    report = {"loss": loss_name, "steps": state.step, "examples": len(examples),
+    report = {"loss": loss_name, "temperature": temperature, "steps": state.step, "examples": len(examples),
               "seconds_this_run": round(time.time() - start, 1), "config": asdict(cfg),
               "history": state.history}
     encoder.save_pretrained(output_dir, overwrite=True)
