@@ -68,6 +68,14 @@ def test_cli_index_and_search_on_shared_collection(tmp_path):
     for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]:
         q, d, s = line.split("\t")
         qrels.append(ir_measures.Qrel(q, d, int(s)))
+    lines = [line.split() for line in run.read_text().splitlines()]
+    per_query = {}
+    for qid, _, did, rank, score, _ in lines:
+        per_query.setdefault(qid, []).append(float(score))
+    assert len(per_query) == 1000 and all(len(s) == 100 for s in per_query.values())
+    assert all(s == sorted(s, reverse=True) for s in per_query.values())
+    index_meta = json.loads((index / "splare_index.json").read_text())
+    assert index_meta["counters"]["indexed"] == 1000 and index_meta["encoding"]["empty"] == 0
+    # Quality is the benchmarks' job (benchmarks/results); here the numbers are only reported.
     scores = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], qrels, ir_measures.read_trec_run(str(run)))
     print(f"tatoeba deu-eng, default model: {scores}")
-    assert scores[R @ 100] > 0.05  # far above random (100/1000 docs = 0.1 is the random R@100 bound)

@@ -89,7 +89,8 @@ def test_train_kl_writes_loadable_model_that_differs(tiny_model, tmp_path):
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "sae" / "sae.safetensors").is_file()
     trained = SplareEncoder.from_pretrained(out, device="cpu")
     base = SplareEncoder.from_pretrained(tiny_model, device="cpu")
-    assert trained.config.adapter == "adapter" and trained.config.query.max_length == 32
+    assert trained.config.adapter == "adapter"
+    assert trained.config.query == base.config.query and trained.config.document == base.config.document
     a = base.encode(["bees pollinate flowers"])[0].to_dict()
     b = trained.encode(["bees pollinate flowers"])[0].to_dict()
     assert a != b

@@ -141,10 +141,12 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
         raise ConfigError("no training examples")
     loss_name = _pick_loss(cfg, examples)
     torch.manual_seed(cfg.seed)
-    encoder.config = encoder.config.replace(
+    # Training lengths apply while training; the saved model keeps its inference lengths
+    # (the paper trains at 128 tokens and evaluates with longer contexts).
+    inference_config = encoder.config.replace(adapter="adapter")
+    encoder.config = inference_config.replace(
         query=TextSide(cfg.query_max_length, encoder.config.query.top_k, encoder.config.query.prefix),
-        document=TextSide(cfg.doc_max_length, encoder.config.document.top_k, encoder.config.document.prefix),
-        adapter="adapter")
+        document=TextSide(cfg.doc_max_length, encoder.config.document.top_k, encoder.config.document.prefix))
     peft_model = _apply_lora(encoder, cfg)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -220,6 +222,7 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     report = {"loss": loss_name, "temperature": temperature, "steps": state.step, "examples": len(examples),
               "seconds_this_run": round(time.time() - start, 1), "config": asdict(cfg),
               "history": state.history}
+    encoder.config = inference_config
     encoder.save_pretrained(output_dir, overwrite=True)
     (Path(output_dir) / "train_report.json").write_text(json.dumps(report, indent=2) + "\n")
     shutil.rmtree(ckpt, ignore_errors=True)
