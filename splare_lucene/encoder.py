@@ -102,6 +102,7 @@ class SplareEncoder:
         self.device = device
         self.model_dir = model_dir
         self.peft_model = None  # set by the trainer; its adapter is saved with the model
+        self.sae_storage_dtype: str | None = None
         if config.representation == "vocab":
             self.vocab = TokenVocab(backbone.tokenizer, head.width)
         else:
@@ -170,6 +171,7 @@ class SplareEncoder:
             from .sae.formats import check_compatible, load_native
 
             head = sae if sae is not None else load_native(model_dir / config.sae)
+            storage_dtype = getattr(head, "storage_dtype", None)
             check_compatible(head, backbone.hidden_size, config.layer)
             # The SAE runs in float32 on CPU (bf16 matmuls are slow there) and in the backbone's
             # dtype on accelerators.
@@ -177,7 +179,10 @@ class SplareEncoder:
         for adapter in (config.mntp_adapter, config.adapter):  # MNTP first: retrieval LoRA was trained on top
             if adapter:
                 backbone.model = _merge_adapter(backbone.model, model_dir / adapter)
-        return cls(config, backbone, head.eval(), device, model_dir)
+        encoder = cls(config, backbone, head.eval(), device, model_dir)
+        if not vocab:
+            encoder.sae_storage_dtype = storage_dtype  # saved back in the dtype it was stored in
+        return encoder
 
     def save_pretrained(self, directory: str | os.PathLike, *, sae_dtype: str | None = None,
                         overwrite: bool = False) -> Path:
@@ -192,7 +197,11 @@ class SplareEncoder:
         try:
             config = self.config
             if config.representation == "sae":
-                save_native(self.head, tmp / config.sae, include_decoder=False, dtype=sae_dtype)
+                save_native(self.head, tmp / config.sae, include_decoder=False,
+                            dtype=sae_dtype or self.sae_storage_dtype)
+                report = self.model_dir / config.sae / "train_report.json" if self.model_dir else None
+                if report is not None and report.is_file():  # how the SAE was trained travels with it
+                    shutil.copy2(report, tmp / config.sae / "train_report.json")
             if config.mntp_adapter and self.model_dir and (self.model_dir / config.mntp_adapter).is_dir():
                 shutil.copytree(self.model_dir / config.mntp_adapter, tmp / config.mntp_adapter)
             if config.adapter and self.peft_model is not None:

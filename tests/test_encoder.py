@@ -171,3 +171,12 @@ def test_bfloat16_backbone_runs_and_roughly_agrees(tiny_model, encoder):
     a, b = encoder.encode(TEXTS[:2]), bf16.encode(TEXTS[:2])
     for x, y in zip(a, b):
         assert len(set(x.indices[:5]) & set(y.indices[:5])) >= 3
+
+
+def test_save_keeps_the_stored_sae_dtype(encoder, tmp_path):
+    from safetensors import safe_open
+
+    half_dir = encoder.save_pretrained(tmp_path / "half", sae_dtype="float16")
+    again = SplareEncoder.from_pretrained(half_dir, device="cpu").save_pretrained(tmp_path / "again")
+    with safe_open(str(again / "sae" / "sae.safetensors"), "pt") as f:
+        assert str(f.get_slice("W_enc").get_dtype()).upper() in ("F16", "FLOAT16")

@@ -190,11 +190,14 @@ def load_native(directory: Path, dtype=None):
     missing = {"W_enc", "b_enc"} - set(tensors)
     if missing:
         raise CheckpointError(f"{directory / NATIVE_WEIGHTS} lacks tensors {sorted(missing)}")
+    stored = str(tensors["W_enc"].dtype).removeprefix("torch.")
     if dtype is not None:
         tensors = {k: v.to(dtype) for k, v in tensors.items()}
     else:
         tensors = {k: v.float() for k, v in tensors.items()}
-    return build_sae(config, tensors)
+    sae = build_sae(config, tensors)
+    sae.storage_dtype = stored  # what the file held (float16 halves a shipped model's size)
+    return sae
 
 
 def _saelens_activation(cfg: dict, where: Path) -> tuple[str, int | None]:
