@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +22,11 @@ from .errors import SplareError
 logger = logging.getLogger(__name__)
 
 
-def _corpus_key(source: str, language: str) -> str:
+def _corpus_key(source: str, language: str, corpus_key: str | None = None) -> str:
+    if corpus_key is None and source.startswith("irds:"):
+        corpus_key = source  # an ir_datasets id names fixed data
+    if corpus_key is not None:
+        return hashlib.sha256(f"{corpus_key}|{language}".encode()).hexdigest()[:16]
     path = Path(source)
     parts = [str(path.resolve()), language]
     for f in ([path / "corpus.jsonl"] if path.is_dir() else [path]):
@@ -31,14 +36,21 @@ def _corpus_key(source: str, language: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def bm25_index(source: str, *, language: str = "en", threads: int = 1, cache_dir: Path | None = None) -> Path:
-    """Build (or reuse) a BM25 index of the documents of ``source``; returns its directory."""
+def bm25_index(source: str, *, language: str = "en", threads: int = 1, cache_dir: Path | None = None,
+               corpus_key: str | None = None) -> Path:
+    """Build (or reuse) a BM25 index of the documents of ``source``; returns its directory.
+
+    ``source``: anything :func:`splare_lucene.corpus.read_documents` reads, ``irds:<id>`` included.
+    ``corpus_key`` identifies the documents (default: the file's path, size and mtime, or the
+    ir_datasets id); the index is reused only for the same key and language.
+    """
     from .backbone import cache_dir as default_cache
     from .corpus import read_documents
     from .java import java_command
 
     root = Path(cache_dir) if cache_dir else default_cache() / "bm25"
-    index = root / f"{Path(source).name}-{language}-{_corpus_key(source, language)}"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", source[len("irds:"):]) if source.startswith("irds:") else Path(source).name
+    index = root / f"{name}-{language}-{_corpus_key(source, language, corpus_key)}"
     if (index / "done").is_file():
         return index
     root.mkdir(parents=True, exist_ok=True)

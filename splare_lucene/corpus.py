@@ -68,7 +68,8 @@ def _id_of(obj: dict, path: Path, line: int) -> str:
     raise InputError(f"record has no id; expected one of the keys {list(ID_KEYS)}", str(path), line)
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a (gzipped) JSONL file; errors name the line."""
     with _open_text(path) as f:
         for number, raw in enumerate(f, start=1):
             if not raw.strip():
@@ -144,7 +145,7 @@ def _records(source: str, kind: str) -> Iterator[tuple[str, str, str, int | None
             yield rid, text, str(target), line
     else:
         text_of = _document_text if kind == "documents" else _query_text
-        for line, obj in _jsonl_records(target):
+        for line, obj in iter_jsonl(target):
             yield _id_of(obj, target, line), text_of(obj, target, line), str(target), line
 
 

@@ -119,20 +119,14 @@ def shard_files(directory: str | os.PathLike) -> list[Path]:
 
 def read_vectors(directory: str | os.PathLike) -> Iterator[tuple[str, dict[str, int]]]:
     """(id, {token: weight}) for every line of every shard, validated."""
+    from .corpus import iter_jsonl
+
     for path in shard_files(directory):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"malformed JSON ({exc.msg})", str(path), number) from None
-                if not isinstance(obj, dict) or "id" not in obj or not isinstance(obj.get("vector"), dict):
-                    raise InputError("expected keys 'id' and 'vector' (an object of token: weight)",
-                                     str(path), number)
-                yield str(obj["id"]), obj["vector"]
+        for number, obj in iter_jsonl(path):
+            if "id" not in obj or not isinstance(obj.get("vector"), dict):
+                raise InputError("expected keys 'id' and 'vector' (an object of token: weight)",
+                                 str(path), number)
+            yield str(obj["id"]), obj["vector"]
 
 
 def read_summary(directory: str | os.PathLike) -> dict | None:

@@ -1,10 +1,13 @@
-"""Compositions of the pipeline steps: corpus -> encoder -> quantized JSONL -> index."""
+"""Compositions of the pipeline steps: corpus -> encoder -> quantized JSONL -> index, and
+collection -> index -> run -> metrics (:func:`evaluate_collection`, :func:`run_evaluation`)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .corpus import read_documents
 from .jsonl import JsonVectorWriter, WriteSummary
@@ -19,11 +22,14 @@ def encoding_meta(encoder, model_name: str) -> dict:
 
 def encode_corpus(encoder, source: str, output_dir: str | os.PathLike, *, shards: int = 1,
                   batch_size: int = 16, allow_empty: bool = False, model_name: str = "",
-                  progress: bool = True) -> WriteSummary:
-    """Stream ``source`` through the encoder into JsonVectorCollection shards."""
+                  progress: bool = True, meta: dict | None = None) -> WriteSummary:
+    """Stream ``source`` through the encoder into JsonVectorCollection shards.
+
+    ``meta`` is recorded in the summary's ``extra`` beside the model and quantization.
+    """
     docs = read_documents(source, allow_empty=allow_empty)
     with JsonVectorWriter(output_dir, shards=shards) as writer:
-        writer.summary.extra = encoding_meta(encoder, model_name)
+        writer.summary.extra = {**encoding_meta(encoder, model_name), **(meta or {})}
         for doc, vector in encoder.encode_stream(docs, kind="document", batch_size=batch_size,
                                                  progress=progress):
             writer.write(doc.id, doc.text, encoder.terms(vector))
@@ -34,8 +40,11 @@ def encode_corpus(encoder, source: str, output_dir: str | os.PathLike, *, shards
 def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads: int = 1,
                  batch_size: int = 16, allow_empty: bool = False, model_name: str = "",
                  keep_jsonl: str | os.PathLike | None = None, overwrite: bool = False,
-                 progress: bool = True) -> dict:
-    """Encode + write + index. The JSONL goes to ``keep_jsonl`` or a temporary directory."""
+                 progress: bool = True, meta: dict | None = None) -> dict:
+    """Encode + write + index. The JSONL goes to ``keep_jsonl`` or a temporary directory.
+
+    ``meta`` is recorded in the encoding summary and in the index's ``splare_index.json``.
+    """
     import shutil
     import tempfile
 
@@ -53,7 +62,7 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
         jsonl_dir = Path(keep_jsonl)
     try:
         summary = encode_corpus(encoder, source, jsonl_dir, shards=threads, batch_size=batch_size,
-                                allow_empty=allow_empty, model_name=model_name, progress=progress)
+                                allow_empty=allow_empty, model_name=model_name, progress=progress, meta=meta)
         meta = {**summary.extra, "corpus": str(source), "encoding": {
             k: v for k, v in summary.to_dict().items() if k not in ("extra", "empty_ids")}}
         return build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=overwrite)
@@ -66,45 +75,272 @@ def directory_size(path: str | os.PathLike) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def evaluate_collection(encoder, collection: str, work_dir: str | os.PathLike, *, split: str = "test",
-                        k: int = 1000, threads: int = 1, batch_size: int = 16, model_name: str = "",
-                        measures=None, reuse: bool = True, progress: bool = True) -> dict:
-    """Encode + index a BEIR folder's corpus, search its queries, score with its qrels.
 
-    The index lives in ``work_dir/index`` and is reused when its ``splare_index.json`` names the
-    same model fingerprint and quantization; a mismatched index is rebuilt, never mixed.
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+def index_key(encoder, corpus_key: str) -> str | None:
+    """What an index is reused for: this model (fingerprint), quantization and corpus.
+
+    None when the model has no fingerprint (built in memory): its index is never reused.
+    """
+    import hashlib
+    import json
+
+    if not encoder.fingerprint:
+        return None
+    payload = {"model": encoder.fingerprint, "signature": encoder.config.index_signature(), "corpus": corpus_key}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _built_by(meta: dict | None, encoder, corpus_key: str) -> bool:
+    return bool(meta) and meta.get("model_fingerprint") == encoder.fingerprint \
+        and meta.get("signature") == encoder.config.index_signature() and meta.get("corpus_key") == corpus_key
+
+
+def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int = 1, batch_size: int = 16,
+                 model_name: str = "", keep_jsonl: bool = False, reuse: bool = True,
+                 progress: bool = True) -> tuple[Path, dict, bool]:
+    """The impact index of ``collection``'s corpus under ``root/index-<key>``: reused when its
+    ``splare_index.json`` names the same model fingerprint, quantization and corpus; else built,
+    from ``root/jsonl-<key>`` when those encoded shards match, else from the corpus.
+
+    Returns (index directory, its metadata, whether it was reused).
+    """
+    from .index import build_index, read_index_meta
+    from .jsonl import read_summary
+
+    root = Path(root)
+    key = index_key(encoder, collection.corpus_key)
+    index_dir = root / (f"index-{key}" if key else "index-unkeyed")
+    jsonl_dir = root / (f"jsonl-{key}" if key else "jsonl-unkeyed")
+    meta = read_index_meta(index_dir) if index_dir.is_dir() else None
+    if reuse and key and _built_by(meta, encoder, collection.corpus_key):
+        logger.info("reusing %s (same model, quantization and corpus)", index_dir)
+        return index_dir, meta, True
+    if key is None:
+        logger.warning("the model has no fingerprint (not loaded from a directory): indexing %s anew",
+                       collection.name)
+    summary = read_summary(jsonl_dir) if jsonl_dir.is_dir() else None
+    if reuse and key and summary and _built_by(summary.get("extra"), encoder, collection.corpus_key):
+        logger.info("indexing the encoded corpus in %s (same model, quantization and corpus)", jsonl_dir)
+        meta = {**summary["extra"], "corpus": collection.source,
+                "encoding": {k: v for k, v in summary.items() if k not in ("extra", "empty_ids")}}
+        build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=True)
+    else:
+        index_corpus(encoder, collection.source, index_dir, threads=threads, batch_size=batch_size,
+                     allow_empty=True, model_name=model_name, overwrite=True, progress=progress,
+                     keep_jsonl=jsonl_dir if keep_jsonl else None,
+                     meta={"corpus_key": collection.corpus_key, "collection": collection.name})
+    return index_dir, read_index_meta(index_dir), False
+
+
+def _check_judged_documents(searcher, qrels: dict[str, dict[str, int]], corpus_name: str,
+                            sample: int = 200) -> None:
+    """Qrels from another corpus would score 0 silently: refuse when no judged document is indexed."""
+    judged = sorted({d for docs in qrels.values() for d, rel in docs.items() if rel > 0})[:sample]
+    if not judged:
+        return
+    found = sum(searcher.doc(d) is not None for d in judged)
+    if found == 0:
+        from .errors import InputError
+
+        raise InputError(f"none of the judged documents (checked {len(judged)}, e.g. {judged[:3]}) is in the "
+                         f"corpus of {corpus_name}: the qrels belong to another corpus; pass --qrels with "
+                         "judgements of this corpus' document ids")
+    if found < len(judged):
+        logger.warning("%d of %d judged documents checked are not in the corpus of %s (they count as "
+                       "unretrieved)", len(judged) - found, len(judged), corpus_name)
+
+
+def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, split: str = "test",
+                        k: int = 1000, threads: int = 1, batch_size: int = 16, model_name: str = "",
+                        measures=None, reuse: bool = True, progress: bool = True, queries_from=None,
+                        qrels=None, topics=None, index_root: str | os.PathLike | None = None,
+                        keep_jsonl: bool = False, allow_download: bool = False) -> dict:
+    """Encode + index a collection's corpus, search its queries, score them with its qrels.
+
+    ``collection``: a :class:`~splare_lucene.collections.Collection` or what
+    :func:`~splare_lucene.collections.resolve_collection` takes (a BEIR folder, ``beir/...``,
+    ``miracl/...``, ``irds:<id>``). Cross-lingual: ``queries_from`` (a collection or a queries
+    file) gives the queries, and ``qrels`` (a file) the judgements when they come from neither
+    (see :func:`~splare_lucene.collections.load_topics`); ``topics`` passes both, loaded.
+
+    The index lives in ``index_root`` (default ``work_dir``) under ``index-<key>``, the key being
+    the model fingerprint, quantization signature and corpus identity (:func:`ensure_index`); an
+    index of another model or quantization is never used. The run goes to ``work_dir/run.trec``.
     """
     import time
 
-    from .corpus import read_queries
-    from .evaluate import DEFAULT_MEASURES, evaluate, read_qrels
-    from .index import read_index_meta
+    from .collections import check_available, load_topics, resolve_collection, resolve_queries
+    from .evaluate import DEFAULT_MEASURES, evaluate
     from .search import SplareQueryEncoder, batch_search, open_searcher, write_trec_run
 
+    if not hasattr(collection, "corpus_key"):
+        collection = resolve_collection(str(collection), split=split)
+    if isinstance(queries_from, (str, os.PathLike)):
+        queries_from = resolve_queries(str(queries_from), split=split)
+    if topics is None:
+        check_available(collection, queries_from, qrels, allow_download=allow_download)
+        topics = load_topics(collection, queries_from, qrels)
     work_dir = Path(work_dir)
-    index_dir = work_dir / "index"
-    meta = read_index_meta(index_dir) if index_dir.is_dir() else None
-    fresh = not (reuse and meta and meta.get("model_fingerprint") == encoder.fingerprint
-                 and meta.get("signature") == encoder.config.index_signature())
     start = time.time()
-    if fresh:
-        index_corpus(encoder, collection, index_dir, threads=threads, batch_size=batch_size, allow_empty=True,
-                     model_name=model_name, overwrite=True, progress=progress)
-        meta = read_index_meta(index_dir)
+    index_dir, meta, reused = ensure_index(encoder, collection, index_root or work_dir, threads=threads,
+                                           batch_size=batch_size, model_name=model_name,
+                                           keep_jsonl=keep_jsonl, reuse=reuse, progress=progress)
     index_seconds = time.time() - start
-    qrels = read_qrels(Path(collection) / "qrels" / f"{split}.tsv")
-    queries = [q for q in read_queries(collection) if q.id in qrels]
+    queries = topics.queries
     searcher = open_searcher(index_dir, SplareQueryEncoder(encoder, batch_size=batch_size))
-    start = time.time()
-    searcher.query_encoder.prime([q.text for q in queries], progress=progress)
-    q_nnz = [len(searcher.query_encoder.encode(q.text)) for q in queries]
-    run = batch_search(searcher, queries, k=k, threads=threads, progress=False)
-    search_seconds = time.time() - start
-    searcher.close()
-    write_trec_run(run, work_dir / "run.trec", tag=model_name or "splare")
-    aggregate, per_query = evaluate(run, qrels, measures or DEFAULT_MEASURES)
+    try:
+        _check_judged_documents(searcher, topics.qrels, collection.name)
+        start = time.time()
+        searcher.query_encoder.prime([q.text for q in queries], progress=progress)
+        q_nnz = [len(searcher.query_encoder.encode(q.text)) for q in queries]
+        run = batch_search(searcher, queries, k=k, threads=threads, progress=False)
+        search_seconds = time.time() - start
+    finally:
+        searcher.close()
+    run_path = work_dir / "run.trec"
+    write_trec_run(run, run_path, tag=model_name or "splare")
+    aggregate, per_query = evaluate(run, topics.qrels, measures or DEFAULT_MEASURES)
     return {"metrics": aggregate, "per_query": per_query, "queries": len(queries),
             "documents": meta["counters"].get("indexed", 0), "doc_nnz_mean": meta["encoding"]["mean_nnz"],
             "query_nnz_mean": sum(q_nnz) / max(1, len(q_nnz)), "index_bytes": directory_size(index_dir),
             "index_seconds": round(index_seconds, 1), "search_seconds": round(search_seconds, 1),
-            "reused_index": not fresh}
+            "reused_index": reused, "index_dir": str(index_dir), "run_path": str(run_path),
+            "collection": collection.name, "topics": topics.name}
+
+
+def model_label(model: str) -> str:
+    """A short system name: 'default', a directory's name, or the name part of a hub id."""
+    return Path(str(model).rstrip("/")).name or str(model)
+
+
+@dataclass
+class EvaluationReport:
+    """What :func:`run_evaluation` wrote and measured."""
+
+    rows: list                      # evaluate.ResultRow, per collection and system (+ means)
+    measures: list[str]
+    markdown: str
+    output: Path
+    files: dict[str, Path]          # results.md / .csv / .json, plot
+    collections: list[dict] = field(default_factory=list)  # per collection: dirs, reuse, timings
+
+
+def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.PathLike | None = None,
+                   split: str = "test", measures: Sequence[str] | None = None, queries_from: str | None = None,
+                   qrels: str | None = None, baseline_runs: Sequence[str] = (), baseline_name: str = "baseline",
+                   bm25: bool = False, language: str | None = None, significance: str = "t-test",
+                   k: int = 1000, threads: int = 1, batch_size: int = 16, device: str = "auto",
+                   dtype: str = "float32", plot: bool = False, allow_download: bool = False,
+                   keep_jsonl: bool = False, reuse: bool = True, model_name: str | None = None,
+                   progress: bool = True) -> EvaluationReport:
+    """Model + collections -> metrics for the model, BM25 and a baseline run, with significance.
+
+    Inputs are all checked (measures, files, collections on disk, queries with qrels) before the
+    model is loaded. Outputs go under ``output`` (default ``runs/evaluate/<model name>``): per
+    collection ``<slug>/`` with ``index-<key>/``, ``run.trec``, ``bm25.trec``, ``per_query.tsv``;
+    and ``results.md``, ``results.csv``, ``results.json``, ``results.png`` (``plot``).
+    """
+    import json
+
+    from .collections import (Collection, check_available, expand_collections, load_topics,
+                              resolve_collection, resolve_queries, slugify)
+    from .errors import ConfigError, InputError
+    from .evaluate import (DEFAULT_MEASURES, SIGNIFICANCE_TESTS, ResultRow, evaluate, markdown_table,
+                           mean_rows, measure_names, paired_test, read_run, values_of, write_csv,
+                           write_per_query)
+
+    measures = measure_names(measures or DEFAULT_MEASURES)
+    if significance not in SIGNIFICANCE_TESTS:
+        raise ConfigError(f"significance must be one of {list(SIGNIFICANCE_TESTS)}; got {significance!r}")
+    specs = expand_collections(list(collections))
+    if not specs:
+        raise ConfigError("give at least one --collection")
+    baseline_runs = list(baseline_runs)
+    if baseline_runs and len(baseline_runs) != len(specs):
+        raise ConfigError(f"give one --baseline-run per collection, in the same order: {len(specs)} "
+                          f"collection(s), {len(baseline_runs)} run file(s)")
+    for path in baseline_runs:
+        if not Path(path).is_file():
+            raise InputError("no such baseline run file", path=str(path))
+    corpora = [resolve_collection(s, split=split, language=language) for s in specs]
+    query_source = resolve_queries(queries_from, split=split, language=language) if queries_from else None
+    for corpus in corpora:
+        check_available(corpus, query_source, qrels, allow_download=allow_download)
+    topics = [load_topics(c, query_source, qrels) for c in corpora]
+
+    from .encoder import SplareEncoder
+
+    encoder = SplareEncoder.from_pretrained(model, device=device, dtype=dtype)
+    name = model_name or model_label(model)
+    output = Path(output) if output else Path("runs") / "evaluate" / slugify(name)
+    output.mkdir(parents=True, exist_ok=True)
+    reference = baseline_name if baseline_runs else "BM25" if bm25 else None
+    rows: list[ResultRow] = []
+    details: list[dict] = []
+    for i, (corpus, topic) in enumerate(zip(corpora, topics)):
+        if query_source is None:
+            work = output / corpus.slug
+        else:
+            qslug = query_source.slug if isinstance(query_source, Collection) else slugify(Path(query_source).stem)
+            work = output / f"{qslug}--on--{corpus.slug}"
+        work.mkdir(parents=True, exist_ok=True)
+        res = evaluate_collection(encoder, corpus, work, topics=topic, index_root=output / corpus.slug, k=k,
+                                  threads=threads, batch_size=batch_size, model_name=name, measures=measures,
+                                  reuse=reuse, progress=progress, keep_jsonl=keep_jsonl)
+        per_system = {name: res.pop("per_query")}
+        metrics = {name: res["metrics"]}
+        if bm25:
+            metrics["BM25"], per_system["BM25"], res["bm25_run"] = _bm25_system(
+                corpus, topic, work, output / corpus.slug, measures, k=k, threads=threads)
+        if baseline_runs:
+            wanted = {q.id for q in topic.queries}
+            run = {q: hits for q, hits in read_run(baseline_runs[i]).items() if q in wanted}
+            if not run:
+                raise InputError(f"the baseline run has none of the {len(wanted)} queries of {topic.name}",
+                                 path=str(baseline_runs[i]))
+            metrics[baseline_name], per_system[baseline_name] = evaluate(run, topic.qrels, measures)
+        qids = [q.id for q in topic.queries]
+        for system, values in metrics.items():
+            p = None
+            if reference and system != reference:
+                p = paired_test(values_of(per_system[system], measures[0], qids),
+                                values_of(per_system[reference], measures[0], qids), significance)
+            rows.append(ResultRow(topic.name, system, values, len(qids), p, system == reference))
+        write_per_query(work / "per_query.tsv", per_system)
+        details.append({**res, "work_dir": str(work), "dataset_id": corpus.dataset_id, "language": corpus.language})
+    rows += mean_rows(rows)
+    test = f"{significance} vs {reference}" if reference else None
+    markdown = markdown_table(rows, measures, test)
+    files = {"markdown": output / "results.md", "csv": output / "results.csv", "json": output / "results.json"}
+    files["markdown"].write_text(f"# {name}: retrieval effectiveness\n\n{markdown}", encoding="utf-8")
+    write_csv(rows, measures, files["csv"])
+    files["json"].write_text(json.dumps({
+        "model": name, "model_path": str(model), "model_fingerprint": encoder.fingerprint,
+        "signature": encoder.config.index_signature(), "measures": measures, "k": k,
+        "significance": {"test": significance, "baseline": reference, "measure": measures[0]} if reference else None,
+        "rows": [asdict(r) for r in rows], "collections": details}, indent=2) + "\n", encoding="utf-8")
+    if plot:
+        from .evaluate import plot_results
+
+        files["plot"] = plot_results([r for r in rows if r.collection != "mean"], measures[0],
+                                     output / "results.png")
+    return EvaluationReport(rows, measures, markdown, output, files, details)
+
+
+def _bm25_system(corpus, topic, work: Path, cache: Path, measures, *, k: int, threads: int):
+    """Pyserini/Anserini BM25 with the corpus language's analyzer: (metrics, per query, run path)."""
+    from .bm25 import bm25_index, bm25_search
+    from .evaluate import evaluate
+    from .search import write_trec_run
+    from .types import ScoredDoc
+
+    index = bm25_index(corpus.source, language=corpus.language, threads=threads, cache_dir=cache,
+                       corpus_key=corpus.corpus_key)
+    hits = bm25_search(index, {q.id: q.text for q in topic.queries}, k=k, threads=threads, language=corpus.language)
+    run = {q: [ScoredDoc(q, d, s, r + 1) for r, (d, s) in enumerate(h)] for q, h in hits.items()}
+    write_trec_run(run, work / "bm25.trec", tag=f"bm25-{corpus.language}")
+    metrics, per_query = evaluate(run, topic.qrels, measures)
+    return metrics, per_query, str(work / "bm25.trec")

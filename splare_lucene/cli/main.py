@@ -15,6 +15,8 @@ COMMANDS = {
     "encode": ("encode", "encode a corpus into Anserini JsonVectorCollection shards"),
     "index": ("index", "build a Lucene impact index (from a corpus, or from encoded shards)"),
     "search": ("search", "search an index: a query file to a TREC run, or one --query"),
+    "evaluate": ("evaluate", "model + collections -> index, search and metrics table (BEIR, MIRACL, folders)"),
+    "encode-queries": ("encode_queries", "write pre-encoded queries for Anserini/Pyserini command lines"),
     "train": ("train", "fine-tune a SPLARE model (or the vocabulary SPLADE baseline) with LoRA"),
     "train-sae": ("train_sae", "train a TopK SAE on a backbone's layer-L activations"),
     "adapt": ("adapt", "bidirectional-attention adaptation (masked next-token prediction) with LoRA"),

@@ -12,7 +12,6 @@ Sources:
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -32,30 +31,25 @@ class TrainExample:
 
 
 def _jsonl_examples(path: Path, n_negatives: int, rng: random.Random) -> Iterator[TrainExample]:
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON ({exc.msg})", str(path), line_no) from None
-            if not isinstance(obj, dict) or "query" not in obj:
-                raise InputError("expected an object with 'query', 'positive' and 'negatives'", str(path), line_no)
-            positives = obj.get("positives") or ([obj["positive"]] if "positive" in obj else [])
-            negatives = list(obj.get("negatives") or [])
-            if not positives:
-                raise InputError("no 'positive' (or 'positives')", str(path), line_no)
-            if len(negatives) < n_negatives:
-                raise InputError(f"{len(negatives)} negatives; --negatives asks for {n_negatives}", str(path), line_no)
-            scores = obj.get("scores", obj.get("teacher_scores"))
-            if scores is not None and len(scores) != 1 + len(negatives):
-                raise InputError(f"'scores' has {len(scores)} values; expected 1 + {len(negatives)} "
-                                 "(positive then negatives)", str(path), line_no)
-            pick = sorted(rng.sample(range(len(negatives)), n_negatives))
-            docs = (str(positives[0]),) + tuple(str(negatives[i]) for i in pick)
-            picked_scores = None if scores is None else (float(scores[0]),) + tuple(float(scores[1 + i]) for i in pick)
-            yield TrainExample(str(obj["query"]), docs, picked_scores)
+    from ..corpus import iter_jsonl
+
+    for line_no, obj in iter_jsonl(path):
+        if "query" not in obj:
+            raise InputError("expected an object with 'query', 'positive' and 'negatives'", str(path), line_no)
+        positives = obj.get("positives") or ([obj["positive"]] if "positive" in obj else [])
+        negatives = list(obj.get("negatives") or [])
+        if not positives:
+            raise InputError("no 'positive' (or 'positives')", str(path), line_no)
+        if len(negatives) < n_negatives:
+            raise InputError(f"{len(negatives)} negatives; --negatives asks for {n_negatives}", str(path), line_no)
+        scores = obj.get("scores", obj.get("teacher_scores"))
+        if scores is not None and len(scores) != 1 + len(negatives):
+            raise InputError(f"'scores' has {len(scores)} values; expected 1 + {len(negatives)} "
+                             "(positive then negatives)", str(path), line_no)
+        pick = sorted(rng.sample(range(len(negatives)), n_negatives))
+        docs = (str(positives[0]),) + tuple(str(negatives[i]) for i in pick)
+        picked_scores = None if scores is None else (float(scores[0]),) + tuple(float(scores[1 + i]) for i in pick)
+        yield TrainExample(str(obj["query"]), docs, picked_scores)
 
 
 def beir_examples(folder: Path, n_negatives: int, *, split: str = "train", max_queries: int | None = None,

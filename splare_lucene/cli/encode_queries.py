@@ -1,0 +1,39 @@
+"""splare-lucene encode-queries: queries -> a pre-encoded query file for Anserini's
+SearchCollection (anserini-tsv) or Pyserini's search CLI (pyserini-jsonl); see docs/anserini.md."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..query_files import FORMATS
+from .common import add_model, add_runtime
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model(p)
+    p.add_argument("--queries", required=True, help="BEIR folder, .jsonl, .tsv (id<TAB>text), or irds:<id>")
+    p.add_argument("--output", required=True, help="query file to write")
+    p.add_argument("--format", required=True, choices=FORMATS,
+                   help="anserini-tsv: `qid<TAB>tokens` for SearchCollection -impact -pretokenized "
+                        "-topicReader TsvString; pyserini-jsonl: {id, title, contents, vector} lines for "
+                        "`python -m pyserini.search.lucene --impact --encoder FILE --topics FILE --min-idf -1`")
+    p.add_argument("--overwrite", action="store_true")
+    add_runtime(p)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..corpus import read_queries
+    from ..encoder import SplareEncoder
+    from ..errors import ConfigError
+    from ..query_files import write_query_file
+
+    if Path(args.output).exists() and not args.overwrite:  # fail before loading the model
+        raise ConfigError(f"output {args.output} already exists; pass --overwrite to replace it")
+    queries = list(read_queries(args.queries))
+    encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    summary = write_query_file(encoder, queries, args.output, args.format, batch_size=args.batch_size,
+                               overwrite=args.overwrite)
+    print(summary.describe(args.output))
+    return 0
