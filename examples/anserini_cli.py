@@ -59,8 +59,9 @@ def main() -> None:
         "-index", str(index), "-topics", str(topics), "-topicReader", "TsvString", "-output", str(run),
         "-impact", "-pretokenized", "-hits", str(args.hits), "-threads", "1"])
     print("$ " + shlex.join(command), flush=True)
+    run.unlink(missing_ok=True)
     proc = subprocess.run(command, capture_output=True, text=True)
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not run.is_file():  # 1.7.1 exits 0 when it cannot read the topics
         sys.exit(f"SearchCollection failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
 
     lines = run.read_text().splitlines()

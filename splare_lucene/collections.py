@@ -267,6 +267,22 @@ def _download(path: Path):
     return GzipExtract(local) if path.suffix == ".gz" else local
 
 
+def _json_records(dlc) -> Iterator[tuple[str, dict]]:
+    """(id, object) per line of a BEIR JSONL file read through ir_datasets; errors name the line."""
+    with dlc.stream() as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", str(dlc.path()), number) from None
+            record_id = data.get("_id", data.get("id")) if isinstance(data, dict) else None
+            if record_id is None or str(record_id).strip() == "":
+                raise InputError("each line must be a JSON object with an '_id'", str(dlc.path()), number)
+            yield str(record_id), data
+
+
 @functools.lru_cache(maxsize=None)
 def _local_classes():
     """Defined on first use, so that importing this module does not import ir_datasets."""
@@ -292,13 +308,9 @@ def _local_classes():
             self._lang = lang
 
         def docs_iter(self):
-            with self._dlc.stream() as stream:
-                for line in stream:
-                    if line.strip():
-                        data = json.loads(line)
-                        text = data.get("text", data.get("contents", ""))
-                        yield LocalBeirDoc(str(data.get("_id", data.get("id"))), str(text or ""),
-                                           str(data.get("title") or ""))
+            for doc_id, data in _json_records(self._dlc):
+                text = data.get("text", data.get("contents", ""))
+                yield LocalBeirDoc(doc_id, str(text or ""), str(data.get("title") or ""))
 
         def docs_count(self):
             return None
@@ -314,11 +326,8 @@ def _local_classes():
             super().__init__(name, dlc, GenericQuery)
 
         def queries_iter(self):
-            with self._dlc.stream() as stream:
-                for line in stream:
-                    if line.strip():
-                        data = json.loads(line)
-                        yield GenericQuery(str(data.get("_id", data.get("id"))), str(data.get("text") or ""))
+            for query_id, data in _json_records(self._dlc):
+                yield GenericQuery(query_id, str(data.get("text") or ""))
 
         def queries_namespace(self):
             return f"local/{self._name}"
@@ -437,30 +446,37 @@ def resolve_queries(spec: str, *, split: str = "test", language: str | None = No
     return resolve_collection(spec, split=split, language=language)
 
 
-def check_available(corpus: Collection, queries_from: Collection | str | None = None,
-                    qrels: str | os.PathLike | dict | None = None, *, allow_download: bool = False) -> None:
-    """Fail before any work when a part is absent or its files are not on disk (see require)."""
-    corpus.require("docs", allow_download=allow_download)
-    query_side = queries_from if isinstance(queries_from, Collection) else corpus if queries_from is None else None
-    if query_side is not None:
-        query_side.require("queries", allow_download=allow_download)
-    if isinstance(qrels, (str, os.PathLike)) and not Path(qrels).is_file():
-        raise InputError("no such qrels file (BEIR `query-id corpus-id score` TSV or TREC qrels)", path=str(qrels))
-    if qrels is None:
+def check_available(corpus: Collection, queries_from: Collection | str | None = None, *,
+                    qrels_given: bool = False, allow_download: bool = False) -> None:
+    """Fail before any work when a part is absent or its files are not on disk (see require).
+
+    ``qrels_given``: the judgements come from elsewhere (``--qrels``), not from a collection.
+    """
+    needed: dict[str, tuple[Collection, list[str]]] = {corpus.dataset_id: (corpus, ["docs"])}
+
+    def need(collection: Collection, part: str) -> None:
+        needed.setdefault(collection.dataset_id, (collection, []))[1].append(part)
+
+    if queries_from is None or isinstance(queries_from, Collection):
+        need(queries_from or corpus, "queries")
+    if not qrels_given:
         judged = queries_from if isinstance(queries_from, Collection) and queries_from.has("qrels") else corpus
         if not judged.has("qrels"):
             raise InputError(f"no qrels for the queries searched against {corpus.name}: "
                              f"{judged.name} has none; pass --qrels FILE")
-        judged.require("qrels", allow_download=allow_download)
+        need(judged, "qrels")
+    for collection, parts in needed.values():
+        collection.require(*parts, allow_download=allow_download)
 
 
 def load_topics(corpus: Collection, queries_from: Collection | str | None = None,
-                qrels: str | os.PathLike | dict | None = None) -> Topics:
+                qrels: dict[str, dict[str, int]] | None = None) -> Topics:
     """Queries with judgements, searched against ``corpus``.
 
     Queries: ``queries_from`` (a collection or a queries file), else the corpus collection's.
-    Qrels: ``qrels`` (a file or a dict), else those of ``queries_from`` when it is a collection
-    with qrels, else the corpus collection's. Queries without judgements are left out.
+    Qrels: ``qrels`` ({qid: {docid: relevance}}, e.g. from a ``--qrels`` file), else those of
+    ``queries_from`` when it is a collection with qrels, else the corpus collection's. Queries
+    without judgements are left out.
     """
     from .corpus import read_queries
 
@@ -470,12 +486,8 @@ def load_topics(corpus: Collection, queries_from: Collection | str | None = None
         name, queries = f"{queries_from.name}->{corpus.name}", queries_from.queries()
     else:
         name, queries = f"{Path(queries_from).stem}->{corpus.name}", list(read_queries(str(queries_from)))
-    if isinstance(qrels, dict):
+    if qrels is not None:
         judged = qrels
-    elif qrels is not None:
-        from .evaluate import read_qrels
-
-        judged = read_qrels(qrels)
     elif isinstance(queries_from, Collection) and queries_from.has("qrels"):
         judged = queries_from.qrels()
     elif corpus.has("qrels"):

@@ -149,8 +149,10 @@ def paired_test(system, baseline, method: str = "t-test", trials: int = 10000, s
         return 1.0 if p != p else p
     rng = np.random.default_rng(seed)
     observed = abs(diff.mean())
-    signs = rng.choice((-1.0, 1.0), size=(trials, diff.size))
-    hits = int(np.count_nonzero(np.abs((signs * diff).mean(axis=1)) >= observed - 1e-12))
+    hits, chunk = 0, max(1, 2 ** 22 // diff.size)  # (chunk, queries) sign matrices of <= 32 MB
+    for start in range(0, trials, chunk):
+        signs = rng.choice((-1.0, 1.0), size=(min(chunk, trials - start), diff.size))
+        hits += int(np.count_nonzero(np.abs((signs * diff).mean(axis=1)) >= observed - 1e-12))
     return (hits + 1) / (trials + 1)
 
 
@@ -242,7 +244,8 @@ def plot_results(rows: list[ResultRow], measure: str, path: str | os.PathLike) -
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(collections) * max(1, len(systems)) ** 0.5 + 2), 3.5))
     for i, system in enumerate(systems):
         xs = [c + (i - (len(systems) - 1) / 2) * width for c in range(len(collections))]
-        ax.bar(xs, [value.get((c, system), 0.0) for c in collections], width, label=system)
+        bars = ax.bar(xs, [value.get((c, system), 0.0) for c in collections], width, label=system)
+        ax.bar_label(bars, fmt="%.3f", fontsize=6)
     ax.set_xticks(range(len(collections)), collections, rotation=20 if len(collections) > 3 else 0, ha="right"
                   if len(collections) > 3 else "center")
     ax.set_ylabel(measure)

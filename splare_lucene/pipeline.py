@@ -163,7 +163,7 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
     ``collection``: a :class:`~splare_lucene.collections.Collection` or what
     :func:`~splare_lucene.collections.resolve_collection` takes (a BEIR folder, ``beir/...``,
     ``miracl/...``, ``irds:<id>``). Cross-lingual: ``queries_from`` (a collection or a queries
-    file) gives the queries, and ``qrels`` (a file) the judgements when they come from neither
+    file) gives the queries, and ``qrels`` (a file or a dict) the judgements when they come from neither
     (see :func:`~splare_lucene.collections.load_topics`); ``topics`` passes both, loaded.
 
     The index lives in ``index_root`` (default ``work_dir``) under ``index-<key>``, the key being
@@ -181,8 +181,8 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
     if isinstance(queries_from, (str, os.PathLike)):
         queries_from = resolve_queries(str(queries_from), split=split)
     if topics is None:
-        check_available(collection, queries_from, qrels, allow_download=allow_download)
-        topics = load_topics(collection, queries_from, qrels)
+        check_available(collection, queries_from, qrels_given=qrels is not None, allow_download=allow_download)
+        topics = load_topics(collection, queries_from, _qrels(qrels))
     work_dir = Path(work_dir)
     start = time.time()
     index_dir, meta, reused = ensure_index(encoder, collection, index_root or work_dir, threads=threads,
@@ -209,6 +209,18 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
             "index_seconds": round(index_seconds, 1), "search_seconds": round(search_seconds, 1),
             "reused_index": reused, "index_dir": str(index_dir), "run_path": str(run_path),
             "collection": collection.name, "topics": topics.name}
+
+
+def _qrels(qrels) -> dict[str, dict[str, int]] | None:
+    """A ``--qrels`` file (or an already read dict) -> {qid: {docid: relevance}}."""
+    if qrels is None or isinstance(qrels, dict):
+        return qrels
+    from .errors import InputError
+    from .evaluate import read_qrels
+
+    if not Path(qrels).is_file():
+        raise InputError("no such qrels file (BEIR `query-id corpus-id score` TSV or TREC qrels)", path=str(qrels))
+    return read_qrels(qrels)
 
 
 def model_label(model: str) -> str:
@@ -241,7 +253,8 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
     Inputs are all checked (measures, files, collections on disk, queries with qrels) before the
     model is loaded. Outputs go under ``output`` (default ``runs/evaluate/<model name>``): per
     collection ``<slug>/`` with ``index-<key>/``, ``run.trec``, ``bm25.trec``, ``per_query.tsv``;
-    and ``results.md``, ``results.csv``, ``results.json``, ``results.png`` (``plot``).
+    BM25 indexes in ``<slug>/bm25/``; and ``results.md``, ``results.csv``, ``results.json``,
+    ``results.png`` (``plot``).
     """
     import json
 
@@ -262,19 +275,27 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
     if baseline_runs and len(baseline_runs) != len(specs):
         raise ConfigError(f"give one --baseline-run per collection, in the same order: {len(specs)} "
                           f"collection(s), {len(baseline_runs)} run file(s)")
-    for path in baseline_runs:
-        if not Path(path).is_file():
-            raise InputError("no such baseline run file", path=str(path))
+    name = model_name or model_label(model)
+    if name in ("BM25", baseline_name) or baseline_name == "BM25":
+        raise ConfigError(f"system names must differ: model {name!r}, baseline {baseline_name!r}, BM25; "
+                          "pass --name or --baseline-name")
+    baseline_hits = [read_run(path) for path in baseline_runs]  # malformed runs fail before any work
     corpora = [resolve_collection(s, split=split, language=language) for s in specs]
     query_source = resolve_queries(queries_from, split=split, language=language) if queries_from else None
+    problems = []  # report every collection's missing files at once, not one per try
     for corpus in corpora:
-        check_available(corpus, query_source, qrels, allow_download=allow_download)
-    topics = [load_topics(c, query_source, qrels) for c in corpora]
+        try:
+            check_available(corpus, query_source, qrels_given=qrels is not None, allow_download=allow_download)
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputError("\n\n".join(dict.fromkeys(problems)))
+    judged = _qrels(qrels)
+    topics = [load_topics(c, query_source, judged) for c in corpora]
 
     from .encoder import SplareEncoder
 
     encoder = SplareEncoder.from_pretrained(model, device=device, dtype=dtype)
-    name = model_name or model_label(model)
     output = Path(output) if output else Path("runs") / "evaluate" / slugify(name)
     output.mkdir(parents=True, exist_ok=True)
     reference = baseline_name if baseline_runs else "BM25" if bm25 else None
@@ -294,10 +315,10 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
         metrics = {name: res["metrics"]}
         if bm25:
             metrics["BM25"], per_system["BM25"], res["bm25_run"] = _bm25_system(
-                corpus, topic, work, output / corpus.slug, measures, k=k, threads=threads)
+                corpus, topic, work, output / corpus.slug / "bm25", measures, k=k, threads=threads)
         if baseline_runs:
             wanted = {q.id for q in topic.queries}
-            run = {q: hits for q, hits in read_run(baseline_runs[i]).items() if q in wanted}
+            run = {q: hits for q, hits in baseline_hits[i].items() if q in wanted}
             if not run:
                 raise InputError(f"the baseline run has none of the {len(wanted)} queries of {topic.name}",
                                  path=str(baseline_runs[i]))

@@ -22,9 +22,10 @@ Limits of the consumers, checked here:
 * ``CachedDataQueryEncoder`` keys vectors by ``contents.strip()``. Queries with the same text but
   different ids are fine (the same text has the same vector); two different texts equal after
   ``strip()`` (``"a"`` and ``"a "``) would share one entry and are refused.
-* Anserini's ``TsvStringTopicReader`` splits each (trimmed) line at tabs and reads field 2, so a
-  query with an empty vector (``qid<TAB>``) stops ``SearchCollection`` with an exception. Such
-  queries (which match nothing anyway) are left out of the TSV and logged by id.
+* Anserini's ``TsvStringTopicReader`` splits each (trimmed) line at tabs and reads field 2, so one
+  query with an empty vector (``qid<TAB>``) makes ``SearchCollection`` (1.7.1) print "Unable to
+  load topic reader" and write no run, with exit status 0. Such queries (which match nothing
+  anyway) are left out of the TSV and logged by id.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def write_query_file(encoder, queries: Iterable[Query], output: str | os.PathLik
         tmp.unlink(missing_ok=True)
         raise
     if summary.empty_ids:
-        logger.warning("%d queries have empty vectors (no latent survives quantization); %s",
-                       len(summary.empty_ids), summary.describe(output).split("; ", 1)[1])
+        logger.warning("%d queries have empty vectors (no latent survives quantization)%s: %s",
+                       len(summary.empty_ids), " and are left out" if fmt == "anserini-tsv" else "",
+                       ", ".join(summary.empty_ids[:MAX_LISTED_IDS]))
     return summary

@@ -38,7 +38,9 @@ def assert_same_runs(got: Path, expected: Path) -> None:
     a, b = read_run(got), read_run(expected)
     assert a.keys() == b.keys()
     differ = [q for q in b if a[q] != b[q]]
-    assert not differ, f"{len(differ)} queries differ, e.g. {differ[0]}: {sorted(a[differ[0]])} vs {sorted(b[differ[0]])}"
+    if differ:
+        q = differ[0]
+        pytest.fail(f"{len(differ)} queries differ, e.g. {q}: {sorted(a[q])} vs {sorted(b[q])}")
 
 
 @pytest.fixture(scope="module")
