@@ -167,3 +167,29 @@ def test_cli_encode_writes_shards_and_summary(tiny_model, tmp_path, capsys):
     summary = read_summary(out)
     assert summary["documents"] == 35 and summary["extra"]["signature"]["quantization_scale"] == 100.0
     assert cli(["encode", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--output", str(out)]) == 1
+
+
+def test_batch_search_falls_back_when_anserini_loses_tasks(searcher):
+    """Anserini's threaded batch_search can throw a task-count mismatch; the fallback searches
+    query by query and returns the same hits."""
+    from splare_lucene.search import batch_search
+    from splare_lucene.types import Query
+
+    queries = [Query(q["_id"], q["text"]) for q in _queries()[:3]]
+    expected = batch_search(searcher, queries, k=5, threads=1, progress=False)
+
+    class Flaky:
+        def __init__(self, inner):
+            self.inner = inner
+            self.query_encoder = inner.query_encoder
+
+        def batch_search(self, *args, **kwargs):
+            raise RuntimeError("JVM exception occurred: java.lang.RuntimeException: queryCount = 3 is not "
+                               "equal to completedTaskCount =  2")
+
+        def search(self, text, k=10):
+            return self.inner.search(text, k=k)
+
+    got = batch_search(Flaky(searcher), queries, k=5, threads=2, progress=False)
+    assert {q: [(h.doc_id, h.score) for h in hits] for q, hits in got.items()} == \
+        {q: [(h.doc_id, h.score) for h in hits] for q, hits in expected.items()}
