@@ -87,8 +87,9 @@ def bm25_search(index: Path, queries: dict[str, str], *, k: int = 1000, threads:
         searcher.set_language(language)
     qids = list(queries)
     out: dict[str, list[tuple[str, float]]] = {}
-    for s in range(0, len(qids), 1000):
-        chunk = qids[s:s + 1000]
+    step = max(1, min(1000, 50_000 // max(1, k)))  # bounded hit lists per Java call (see search.py)
+    for s in range(0, len(qids), step):
+        chunk = qids[s:s + step]
         hits = searcher.batch_search([queries[q] for q in chunk], chunk, k=k, threads=threads)
         for q in chunk:
             out[q] = [(h.docid, float(h.score)) for h in hits.get(q, [])]

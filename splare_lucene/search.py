@@ -36,6 +36,7 @@ from .types import Query, ScoredDoc  # noqa: E402
 logger = logging.getLogger(__name__)
 
 MIN_IDF_KEEP_ALL = -1.0  # idf = log(N / df) >= 0, so every indexed query term is kept
+MAX_HITS_PER_CALL = 50_000  # hits materialised by one Java batch_search call
 
 
 class SplareQueryEncoder(QueryEncoder):
@@ -95,7 +96,9 @@ def batch_search(searcher, queries: Sequence[Query], *, k: int = 1000, threads: 
     encoder: SplareQueryEncoder = searcher.query_encoder
     encoder.prime([q.text for q in queries], progress=progress)
     out: dict[str, list[ScoredDoc]] = {}
-    step = 1000  # bounded Java-side result maps
+    # Anserini's results carry each hit's stored Lucene document (with -storeRaw, the text and the
+    # whole vector): 1,000 queries x 1,000 hits exhausted a 6 GB JVM heap. Bound hits per call.
+    step = max(1, min(1000, MAX_HITS_PER_CALL // max(1, k)))
     for s in range(0, len(queries), step):
         chunk = queries[s:s + step]
         try:
@@ -103,9 +106,10 @@ def batch_search(searcher, queries: Sequence[Query], *, k: int = 1000, threads: 
         except Exception as exc:  # jnius.JavaException
             # Anserini 1.7.1's SimpleImpactSearcher.batch_search compares the queries submitted
             # with ThreadPoolExecutor.getCompletedTaskCount() after termination and throws
-            # "queryCount = N is not equal to completedTaskCount = M" when they differ; seen here
-            # intermittently with 2 threads and no task error logged. The same search one query
-            # at a time gives the same hits (same query construction and min_idf filter).
+            # "queryCount = N is not equal to completedTaskCount = M" when they differ, e.g. when
+            # a worker thread died (seen with an OutOfMemoryError before hits were bounded per
+            # call). The same search one query at a time gives the same hits (same query
+            # construction and min_idf filter).
             if "completedTaskCount" not in str(exc):
                 raise
             logger.warning("Anserini's threaded batch search failed (%s); searching these %d queries "
