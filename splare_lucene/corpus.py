@@ -54,8 +54,8 @@ def _resolve(source: str, kind: str) -> tuple[str, Path | str]:
         return "jsonl", path
     if "/" in source and not source.startswith((".", "/")) and not path.suffix:
         return "irds", source
-    raise InputError(f"no such file or folder. Give a BEIR folder, a .jsonl/.tsv file, or an "
-                     f"ir_datasets id such as irds:beir/scifact/test", path=source)
+    raise InputError("no such file or folder. Give a BEIR folder, a .jsonl/.tsv file, or an "
+                     "ir_datasets id such as irds:beir/scifact/test", path=source)
 
 
 def _id_of(obj: dict, path: Path, line: int) -> str:
