@@ -166,6 +166,15 @@ def pick_device(name: str) -> str:
     return name
 
 
+def last_layer(ref: str, base_dir: Path | None = None) -> int:
+    """The index of ``ref``'s last block (read from its config; nothing else is loaded)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolve_backbone(ref, base_dir))
+    config = getattr(config, "text_config", None) or config  # multimodal wrappers (Gemma 3 4B+)
+    return config.num_hidden_layers - 1
+
+
 def _truncate_config(config, layer: int):
     total = config.num_hidden_layers
     if not 0 <= layer < total:

@@ -143,11 +143,9 @@ class SplareEncoder:
                    dtype: str = "float32", **config_fields) -> "SplareEncoder":
         """A SPLADE model on ``backbone``: its own LM head's logits at ``layer`` (default: the last)."""
         if layer is None:
-            from transformers import AutoConfig
+            from .backbone import last_layer
 
-            from .backbone import resolve_backbone
-
-            layer = AutoConfig.from_pretrained(resolve_backbone(backbone)).num_hidden_layers - 1
+            layer = last_layer(backbone)
         config = SplareConfig(backbone=backbone, layer=layer, representation="vocab", **config_fields)
         return cls._load(config, None, device=device, dtype=dtype)
 

@@ -129,6 +129,13 @@ def read_vectors(directory: str | os.PathLike) -> Iterator[tuple[str, dict[str, 
             yield str(obj["id"]), obj["vector"]
 
 
+def index_meta(summary: dict, **extra) -> dict:
+    """What an index built from these shards records: the encoder's metadata (model, quantization,
+    ...), ``extra``, and the encoding counts (without the list of empty ids)."""
+    encoding = {k: v for k, v in summary.items() if k not in ("extra", "empty_ids")}
+    return {**summary.get("extra", {}), **extra, "encoding": encoding}
+
+
 def read_summary(directory: str | os.PathLike) -> dict | None:
     path = Path(directory) / SUMMARY_NAME
     return json.loads(path.read_text()) if path.is_file() else None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .corpus import read_documents
-from .jsonl import JsonVectorWriter, WriteSummary
+from .jsonl import JsonVectorWriter, WriteSummary, index_meta
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
     try:
         summary = encode_corpus(encoder, source, jsonl_dir, shards=threads, batch_size=batch_size,
                                 allow_empty=allow_empty, model_name=model_name, progress=progress, meta=meta)
-        meta = {**summary.extra, "corpus": str(source), "encoding": {
-            k: v for k, v in summary.to_dict().items() if k not in ("extra", "empty_ids")}}
+        meta = index_meta(summary.to_dict(), corpus=str(source))
         return build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=overwrite)
     finally:
         if workdir is not None:
@@ -74,7 +73,9 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
 def directory_size(path: str | os.PathLike) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
+
 # -- evaluation ----------------------------------------------------------------------------------
+
 
 def index_key(encoder, corpus_key: str) -> str | None:
     """What an index is reused for: this model (fingerprint), quantization and corpus.
@@ -89,9 +90,11 @@ def index_key(encoder, corpus_key: str) -> str | None:
     payload = {"model": encoder.fingerprint, "signature": encoder.config.index_signature(), "corpus": corpus_key}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
+
 def _built_by(meta: dict | None, encoder, corpus_key: str) -> bool:
     return bool(meta) and meta.get("model_fingerprint") == encoder.fingerprint \
         and meta.get("signature") == encoder.config.index_signature() and meta.get("corpus_key") == corpus_key
+
 
 def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int = 1, batch_size: int = 16,
                  model_name: str = "", keep_jsonl: bool = False, reuse: bool = True,
@@ -119,8 +122,7 @@ def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int =
     summary = read_summary(jsonl_dir) if jsonl_dir.is_dir() else None
     if reuse and key and summary and _built_by(summary.get("extra"), encoder, collection.corpus_key):
         logger.info("indexing the encoded corpus in %s (same model, quantization and corpus)", jsonl_dir)
-        meta = {**summary["extra"], "corpus": collection.source,
-                "encoding": {k: v for k, v in summary.items() if k not in ("extra", "empty_ids")}}
+        meta = index_meta(summary, corpus=collection.source)
         build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=True)
     else:
         index_corpus(encoder, collection.source, index_dir, threads=threads, batch_size=batch_size,
@@ -128,6 +130,7 @@ def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int =
                      keep_jsonl=jsonl_dir if keep_jsonl else None,
                      meta={"corpus_key": collection.corpus_key, "collection": collection.name})
     return index_dir, read_index_meta(index_dir), False
+
 
 def _check_judged_documents(searcher, qrels: dict[str, dict[str, int]], corpus_name: str,
                             sample: int = 200) -> None:
@@ -145,6 +148,7 @@ def _check_judged_documents(searcher, qrels: dict[str, dict[str, int]], corpus_n
     if found < len(judged):
         logger.warning("%d of %d judged documents checked are not in the corpus of %s (they count as "
                        "unretrieved)", len(judged) - found, len(judged), corpus_name)
+
 
 def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, split: str = "test",
                         k: int = 1000, threads: int = 1, batch_size: int = 16, model_name: str = "",
@@ -203,6 +207,7 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
             "reused_index": reused, "index_dir": str(index_dir), "run_path": str(run_path),
             "collection": collection.name, "topics": topics.name}
 
+
 def _qrels(qrels) -> dict[str, dict[str, int]] | None:
     """A ``--qrels`` file (or an already read dict) -> {qid: {docid: relevance}}."""
     if qrels is None or isinstance(qrels, dict):
@@ -214,9 +219,11 @@ def _qrels(qrels) -> dict[str, dict[str, int]] | None:
         raise InputError("no such qrels file (BEIR `query-id corpus-id score` TSV or TREC qrels)", path=str(qrels))
     return read_qrels(qrels)
 
+
 def model_label(model: str) -> str:
     """A short system name: 'default', a directory's name, or the name part of a hub id."""
     return Path(str(model).rstrip("/")).name or str(model)
+
 
 @dataclass
 class EvaluationReport:
@@ -228,6 +235,7 @@ class EvaluationReport:
     output: Path
     files: dict[str, Path]          # results.md / .csv / .json, plot
     collections: list[dict] = field(default_factory=list)  # per collection: dirs, reuse, timings
+
 
 def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.PathLike | None = None,
                    split: str = "test", measures: Sequence[str] | None = None, queries_from: str | None = None,
@@ -338,6 +346,7 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
         files["plot"] = plot_results([r for r in rows if r.collection != "mean"], measures[0],
                                      output / "results.png")
     return EvaluationReport(rows, measures, markdown, output, files, details)
+
 
 def _bm25_system(corpus, topic, work: Path, cache: Path, measures, *, k: int, threads: int):
     """Pyserini/Anserini BM25 with the corpus language's analyzer: (metrics, per query, run path)."""

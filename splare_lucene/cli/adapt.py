@@ -42,8 +42,7 @@ def run(args) -> int:
                      mask_ratio=args.mask_ratio, lr=args.lr, lora_rank=args.lora_rank, seed=args.seed)
     texts = (d.text for d in itertools.chain.from_iterable(read_documents(c, allow_empty=True) for c in args.corpus))
     texts = itertools.islice(texts, 200_000)  # a bounded sampling pool
-    peft_model, report = adapt_bidirectional(config.backbone if not (source / config.backbone).exists()
-                                             else str(source / config.backbone), config.layer, texts, cfg,
+    peft_model, report = adapt_bidirectional(config.backbone, config.layer, texts, cfg, base_dir=source,
                                              device=pick_device(args.device), dtype=args.dtype)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

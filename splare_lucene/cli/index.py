@@ -26,11 +26,9 @@ def run(args) -> int:
 
     if args.jsonl:
         from ..index import build_index
-        from ..jsonl import read_summary
+        from ..jsonl import index_meta, read_summary
 
-        summary = read_summary(args.jsonl) or {}
-        meta = dict(summary.get("extra", {}))
-        meta["encoding"] = {k: v for k, v in summary.items() if k not in ("extra", "empty_ids")}
+        meta = index_meta(read_summary(args.jsonl) or {})
         counters = build_index(args.jsonl, args.index, threads=args.threads, meta=meta,
                                store_raw=not args.no_raw, overwrite=args.overwrite)
     else:

@@ -13,12 +13,13 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 
-from ..backbone import LoadedBackbone, bidirectional_mask, load_backbone, tokenize
+from ..backbone import LoadedBackbone, bidirectional_mask, last_layer, load_backbone, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +63,15 @@ def mntp_loss(backbone: LoadedBackbone, input_ids, attention_mask, maskable, mas
 
 
 def adapt_bidirectional(backbone_ref: str, layer: int, texts: Iterable[str], cfg: MNTPConfig, *,
-                        device: str = "cpu", dtype: str = "float32", progress: bool = True):
+                        device: str = "cpu", dtype: str = "float32", base_dir: Path | None = None,
+                        progress: bool = True):
     """Train an MNTP LoRA adapter on blocks 0..layer; returns (peft model, report)."""
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg.seed)
-    bb = load_backbone(backbone_ref, _last_layer(backbone_ref), dtype=dtype, device=device, with_lm_head=True)
+    bb = load_backbone(backbone_ref, last_layer(backbone_ref, base_dir), dtype=dtype, device=device,
+                       base_dir=base_dir, with_lm_head=True)
     present = {name.split(".")[-1] for name, _ in bb.model.named_modules()}
     names = "|".join(t for t in cfg.target_modules if t in present)
     # A regex instead of layers_to_transform: peft's layer pattern needs a prefix before
@@ -102,12 +105,3 @@ def adapt_bidirectional(backbone_ref: str, layer: int, texts: Iterable[str], cfg
               "seconds": round(time.time() - start, 1)}
     return bb.model, report
 
-
-def _last_layer(backbone_ref: str) -> int:
-    from transformers import AutoConfig
-
-    from ..backbone import resolve_backbone
-
-    config = AutoConfig.from_pretrained(resolve_backbone(backbone_ref))
-    config = getattr(config, "text_config", None) or config
-    return config.num_hidden_layers - 1
