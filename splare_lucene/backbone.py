@@ -85,12 +85,13 @@ def _file_digest(path: Path) -> str:
 def convert_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file once into ``cache_dir()/backbones/<stem>-<sha>`` (safetensors)."""
     gguf = Path(gguf)
-    target = cache_dir() / "backbones" / f"{gguf.stem}-{_file_digest(gguf)}"
+    # "-v2": v1 caches lacked embed_tokens.weight (see below) and must not be reused.
+    target = cache_dir() / "backbones" / f"{gguf.stem}-{_file_digest(gguf)}-v2"
     if (target / "config.json").is_file():
         return target
     logger.info("converting %s to safetensors in %s (once; about a minute on CPU)", gguf, target)
     import torch
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -105,7 +106,13 @@ def convert_gguf(gguf: Path) -> Path:
     try:
         # save_pretrained refuses GGUF-loaded models ("not serializable"); the weights are plain
         # dequantized tensors, so we write them and the config ourselves.
-        save_model(model, str(tmp / "model.safetensors"))
+        # With tied embeddings, keep model.embed_tokens.weight and drop lm_head.weight: the base
+        # model (AutoModel) loads only the former. (safetensors' save_model kept lm_head.weight,
+        # and AutoModel then initialised the embeddings at random, differently in every process.)
+        state = model.state_dict()
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
         config = model.config.to_dict()
         config.pop("quantization_config", None)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
@@ -228,15 +235,21 @@ def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str =
         if with_lm_head:
             from transformers import AutoModelForCausalLM
 
-            causal = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
-                                                          attn_implementation="sdpa")
+            causal, info = AutoModelForCausalLM.from_pretrained(
+                source, config=config, dtype=_torch_dtype(dtype), attn_implementation="sdpa",
+                output_loading_info=True)
             lm_head = causal.get_output_embeddings()
             model = getattr(causal, causal.base_model_prefix)
         else:
-            model = AutoModel.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
-                                              attn_implementation="sdpa")
+            model, info = AutoModel.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
+                                                    attn_implementation="sdpa", output_loading_info=True)
     finally:
         hf_logging.set_verbosity(verbosity)
+    # Upper layers are *unexpected* keys by design; a *missing* weight would be initialised at
+    # random (silently, since the log is muted above), so it is an error.
+    if info.get("missing_keys"):
+        raise CheckpointError(f"backbone {ref} ({source}) lacks weights {sorted(info['missing_keys'])[:10]}: "
+                              "they would be random. If it is a cached GGUF conversion, delete it and retry")
     blocks, is_encoder = _blocks(model)
     if len(blocks) != layer + 1:
         raise ConfigError(f"expected {layer + 1} blocks after the cut, found {len(blocks)}")

