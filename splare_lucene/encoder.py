@@ -119,9 +119,14 @@ class SplareEncoder:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "default", *, device: str = "auto",
-                        dtype: str = "float32") -> "SplareEncoder":
+                        dtype: str = "float32", without_adapter: bool = False) -> "SplareEncoder":
+        """Load a model directory; ``without_adapter`` leaves out its retrieval LoRA adapter (the
+        untrained model it was fine-tuned from: backbone + SAE + MNTP adapter if any)."""
         model_dir = resolve_model_dir(name_or_path)
         config = SplareConfig.load(model_dir)
+        if without_adapter and config.adapter:
+            logger.info("%s: leaving out its retrieval adapter %r", model_dir, config.adapter)
+            config = config.replace(adapter=None)
         return cls._load(config, model_dir, device=device, dtype=dtype)
 
     @classmethod
@@ -204,6 +209,7 @@ class SplareEncoder:
                 shutil.copytree(self.model_dir / config.mntp_adapter, tmp / config.mntp_adapter)
             if config.adapter and self.peft_model is not None:
                 self.peft_model.save_pretrained(str(tmp / config.adapter))
+                _portable_adapter(tmp / config.adapter, config.backbone)
             elif config.adapter and self.model_dir and (self.model_dir / config.adapter).is_dir():
                 shutil.copytree(self.model_dir / config.adapter, tmp / config.adapter)
             config.save(tmp)
@@ -236,7 +242,10 @@ class SplareEncoder:
         ids, attn, pool_mask = tokenize(self.backbone, list(texts), side.max_length, self.device,
                                         self.config.pool_special_tokens)
         hidden = hidden_states(self.backbone, ids, attn, self.config.bidirectional)  # (B, T, d)
-        pooled = max_pool(self.head.encode, hidden, pool_mask, self.d_sae)  # (B, d_sae)
+        if hasattr(self.head, "pool"):  # a head with its own fused pooling (VocabHead)
+            pooled = self.head.pool(hidden, pool_mask)
+        else:
+            pooled = max_pool(self.head.encode, hidden, pool_mask, self.d_sae)  # (B, d_sae)
         return top_k(pooled, side.top_k) if apply_top_k else pooled
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> list[SparseVector]:
@@ -293,6 +302,16 @@ def _to_sparse(row) -> SparseVector:
     order = values.argsort(descending=True, stable=True)
     idx, values = idx[order], values[order]
     return SparseVector(idx.cpu().numpy().astype(np.int64), values.cpu().numpy().astype(np.float32))
+
+
+def _portable_adapter(adapter_dir: Path, backbone: str) -> None:
+    """peft records the local path the base model was loaded from (a cache directory on this
+    machine) and writes a model-card template; record the backbone spec and drop the template."""
+    cfg_path = adapter_dir / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = backbone
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    (adapter_dir / "README.md").unlink(missing_ok=True)
 
 
 def _merge_adapter(model, adapter_dir: Path):

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,10 @@ def start_jvm() -> None:
         jnius_config.set_classpath(str(anserini_jar()))
         for option in jvm_options(runtime):
             jnius_config.add_options(option)
+        # The JVM shares this process with torch: a SIGTERM/Ctrl-C during a run can segfault in
+        # torch's teardown, and the JVM then writes hs_err_pid*.log into the user's working
+        # directory. Keep such reports in the temp directory instead.
+        jnius_config.add_options(f"-XX:ErrorFile={Path(tempfile.gettempdir()) / 'splare-lucene-hs_err_pid%p.log'}")
         import jnius
 
         jnius.autoclass("java.lang.String")  # starts the JVM with our options

@@ -1,5 +1,6 @@
-"""The real default model (Gemma-3-270m from PyPI + the shipped SAE), the demo, and the CLI on
-real collections from ../shared/data. Slow: the backbone is real (minutes on 2 CPU cores)."""
+"""The real default model (Gemma-3-270m from PyPI + the shipped SAE + its retrieval LoRA), the
+demo, and the CLI on real collections from ../shared/data. Slow: the backbone is real (minutes on
+2 CPU cores)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def test_default_model_is_the_documented_one(default_encoder):
     assert len(default_encoder.backbone.model.layers) == 12  # blocks 12..17 never loaded
     report = json.loads((REPO / "splare_lucene/assets/default/sae/train_report.json").read_text())
     assert report["layer"] == 11 and report["heldout"]["topk"]["fvu"] < 0.5
+    # fine-tuned for retrieval (LoRA, merged at load) by `train` on squad-train
+    assert cfg.adapter == "adapter"
+    training = json.loads((REPO / "splare_lucene/assets/default/train_report.json").read_text())
+    assert training["loss"] == "infonce" and training["steps"] == 200
+    base = type(default_encoder).from_pretrained("default", device="cpu", without_adapter=True)
+    text = ["tidal forces of the moon"]
+    assert base.encode(text, "query")[0].to_dict() != default_encoder.encode(text, "query")[0].to_dict()
 
 
 def test_default_model_encodes_several_languages(default_encoder):

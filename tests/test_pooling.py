@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from splare_lucene.pooling import max_pool, saturate, top_k
+from splare_lucene.pooling import linear_max_pool, max_pool, saturate, top_k
 
 B, T, D, D_OUT = 3, 7, 5, 11
 
@@ -119,6 +119,46 @@ def test_gradient_flows_through_pooled_tokens_only(case):
     max_pool(lambda h: h @ weight, hidden, mask, D_OUT).sum().backward()
     assert hidden.grad[~mask].abs().sum() == 0
     assert hidden.grad[mask].abs().sum() > 0
+
+
+# -- linear_max_pool (the LM head's fused pooling) ---------------------------------------------
+
+
+@pytest.mark.parametrize("max_elements", [1, 30, 1 << 25])  # vocabulary chunks of 1, 1 and all
+def test_linear_max_pool_equals_max_pool_values_and_gradients(case, max_elements):
+    hidden, _, mask = case
+    mask = mask.clone()
+    mask[2] = False  # a text with nothing to pool
+    g = torch.Generator().manual_seed(3)
+    x = hidden.double().requires_grad_(True)
+    weight = torch.randn(D_OUT, D, generator=g, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(B, D_OUT, generator=g, dtype=torch.float64)
+
+    ref = max_pool(lambda h: h @ weight.t(), x, mask, D_OUT)
+    out = linear_max_pool(x, weight, mask, max_elements)
+    assert torch.allclose(out, ref, atol=1e-12)
+    assert torch.equal(out[2], torch.zeros(D_OUT, dtype=torch.float64))
+    ref_grads = torch.autograd.grad((ref * upstream).sum(), (x, weight))
+    out_grads = torch.autograd.grad((out * upstream).sum(), (x, weight))
+    for got, want in zip(out_grads, ref_grads):
+        assert torch.allclose(got, want, atol=1e-12)
+    assert out_grads[0][~mask].abs().sum() == 0
+
+
+def test_linear_max_pool_input_gradient_alone(case):
+    # the training path: LM head frozen, so only the input gradient is built (sparse product)
+    hidden, _, mask = case
+    weight = torch.randn(D_OUT, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    x = hidden.double().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda h: linear_max_pool(h, weight, mask), (x,))
+
+
+def test_linear_max_pool_ignores_overflowing_masked_tokens(case):
+    hidden, _, mask = case
+    weight = torch.randn(D_OUT, D, generator=torch.Generator().manual_seed(5))
+    poisoned = hidden.clone()
+    poisoned[~mask] = float("inf")
+    assert torch.equal(linear_max_pool(poisoned, weight, mask), linear_max_pool(hidden, weight, mask))
 
 
 # -- top_k --------------------------------------------------------------------------------------

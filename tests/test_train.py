@@ -90,11 +90,21 @@ def test_train_kl_writes_loadable_model_that_differs(tiny_model, tmp_path):
     trained = SplareEncoder.from_pretrained(out, device="cpu")
     base = SplareEncoder.from_pretrained(tiny_model, device="cpu")
     assert trained.config.adapter == "adapter"
+    adapter_cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == trained.config.backbone  # no machine-local path
+    assert not (out / "adapter" / "README.md").exists()
     assert trained.config.query == base.config.query and trained.config.document == base.config.document
     a = base.encode(["bees pollinate flowers"])[0].to_dict()
     b = trained.encode(["bees pollinate flowers"])[0].to_dict()
     assert a != b
     assert not (tmp_path / "trained.checkpoint").exists()
+    # a fine-tuned model is a valid start: training restarts from its backbone + SAE
+    assert SplareEncoder.from_pretrained(out, device="cpu", without_adapter=True).encode(
+        ["bees pollinate flowers"])[0].to_dict() == a
+    again = tmp_path / "again"
+    assert cli(["train", "--model", str(out), "--data", str(data), "--output", str(again),
+                "--batch-size", "4", "--max-steps", "1", "--lora-rank", "4", "--device", "cpu"]) == 0
+    assert SplareEncoder.from_pretrained(again, device="cpu").config.adapter == "adapter"
 
 
 def test_train_vocab_baseline_with_infonce(tiny_backbone, tmp_path):
@@ -106,6 +116,20 @@ def test_train_vocab_baseline_with_infonce(tiny_backbone, tmp_path):
     assert model.config.representation == "vocab" and not (out / "sae").exists()
     assert json.loads((out / "train_report.json").read_text())["loss"] == "infonce"
     assert model.encode(["bees"], "query")[0].nnz > 0
+
+
+def test_train_top_k_bounds_the_training_vectors(tiny_backbone, tmp_path):
+    data = _write_examples(tmp_path / "ex.jsonl", with_scores=False)
+    out = tmp_path / "splade-topk"
+    assert cli(["train", "--vocab-backbone", str(tiny_backbone), "--data", str(data), "--output", str(out),
+                "--batch-size", "4", "--max-steps", "2", "--lora-rank", "4", "--device", "cpu",
+                "--train-top-k"]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    model = SplareEncoder.from_pretrained(out, device="cpu")
+    assert report["config"]["train_top_k"] is True
+    for record in report["history"]:
+        assert 0 < record["nnz_q"] <= model.config.query.top_k
+        assert 0 < record["nnz_d"] <= model.config.document.top_k
 
 
 def test_kl_without_scores_is_refused(tiny_model, tmp_path):

@@ -8,7 +8,9 @@ from .common import add_runtime
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="SPLARE model directory to start from (backbone + SAE), or 'default'")
+    p.add_argument("--model", help="SPLARE model to start from: its backbone + SAE (+ MNTP adapter); a "
+                   "retrieval adapter it has is left out, so training starts from the untrained model "
+                   "(default: 'default', the built-in model)")
     p.add_argument("--vocab-backbone", metavar="BACKBONE",
                    help="train the vocabulary baseline (SPLADE) on this backbone instead of --model")
     p.add_argument("--vocab-layer", type=int, help="layer of the vocabulary head (default: the last)")
@@ -37,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flops-query", type=float, default=1e-4)
     p.add_argument("--flops-doc", type=float, default=1e-4)
     p.add_argument("--flops-warmup", type=float, default=0.3, help="FLOPS warm-up fraction of the steps")
+    p.add_argument("--train-top-k", action="store_true",
+                   help="apply the inference top-k (query/document) while training, not only at inference")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps (resumable)")
     p.add_argument("--threads", type=int, default=1, help="BM25 mining threads")
@@ -51,8 +55,10 @@ def run(args) -> int:
     from ..train.data import load_examples
     from ..train.trainer import TrainConfig, train
 
-    if bool(args.model) == bool(args.vocab_backbone):
-        raise ConfigError("give exactly one of --model (SPLARE) or --vocab-backbone (SPLADE baseline)")
+    if args.model and args.vocab_backbone:
+        raise ConfigError("give one of --model (SPLARE) or --vocab-backbone (SPLADE baseline), not both")
+    if not args.vocab_backbone:
+        args.model = args.model or "default"
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise ConfigError(f"model directory {out} already exists; pass --overwrite to replace it")
@@ -63,15 +69,14 @@ def run(args) -> int:
                       batch_size=args.batch_size, grad_accum=args.grad_accum, negatives=args.negatives,
                       query_max_length=args.query_max_length, doc_max_length=args.doc_max_length,
                       flops_query=args.flops_query, flops_doc=args.flops_doc, flops_warmup_fraction=args.flops_warmup,
-                      gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, seed=args.seed)
+                      train_top_k=args.train_top_k, gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, seed=args.seed)
     examples = load_examples(args.data, args.negatives, split=args.split, max_queries=args.max_queries,
                              seed=args.seed, threads=args.threads)
     from ..encoder import SplareEncoder
 
     if args.model:
-        encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype)
-        if encoder.config.adapter:
-            raise ConfigError(f"{args.model} already has a LoRA adapter; start from a model without one")
+        encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                                without_adapter=True)
     else:
         encoder = SplareEncoder.vocabulary(args.vocab_backbone, args.vocab_layer, device=args.device, dtype=args.dtype)
     report = train(encoder, examples, cfg, out, resume=not args.no_resume)

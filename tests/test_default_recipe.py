@@ -1,0 +1,37 @@
+"""The shipped default model was trained with the recipe `make default-model` runs (TRAIN_RECIPE),
+so that the Makefile really reproduces it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+from conftest import REPO
+
+FLAG_TO_CONFIG = {"--loss": "loss", "--temperature": "temperature", "--max-steps": "max_steps",
+                  "--batch-size": "batch_size", "--negatives": "negatives", "--lr": "lr",
+                  "--lora-rank": "lora_rank", "--lora-alpha": "lora_alpha",
+                  "--query-max-length": "query_max_length", "--doc-max-length": "doc_max_length",
+                  "--flops-query": "flops_query", "--flops-doc": "flops_doc", "--seed": "seed"}
+
+
+def _train_recipe() -> dict[str, str]:
+    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    recipe = re.search(r"^TRAIN_RECIPE\s*=\s*(.+)$", text, re.M).group(1)
+    words = shlex.split(recipe)
+    return {w: words[i + 1] for i, w in enumerate(words) if w.startswith("--") and i + 1 < len(words)
+            and not words[i + 1].startswith("--")}
+
+
+def test_shipped_default_was_trained_with_the_makefile_recipe():
+    report = json.loads((REPO / "splare_lucene/assets/default/train_report.json").read_text())
+    config = report["config"]
+    recipe = _train_recipe()
+    assert set(FLAG_TO_CONFIG) <= set(recipe), "TRAIN_RECIPE lost a flag the default was trained with"
+    for flag, key in FLAG_TO_CONFIG.items():
+        want = recipe[flag]
+        got = config[key]
+        assert (str(got) == want if isinstance(got, str) else float(got) == float(want)), (flag, got, want)
+    assert report["steps"] == int(recipe["--max-steps"])
+    assert report["examples"] == int(recipe["--max-queries"])
