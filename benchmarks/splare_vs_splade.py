@@ -32,7 +32,7 @@ DEFAULT_SAE = REPO / "splare_lucene" / "assets" / "default" / "sae"
 def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
     from splare_lucene.cli.main import main as cli
 
-    lr = args.lr if kind == "splare" else args.vocab_lr or args.lr
+    lr = args.lr if kind == "splare" else args.vocab_lr
     if (out / "train_report.json").is_file():  # trained by an earlier invocation: reuse if same recipe
         report = json.loads((out / "train_report.json").read_text())
         cfg = report["config"]
@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--systems", default="bm25,splare-base,splare-ft,splade-ft")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "splare_vs_splade"))
     args = ap.parse_args()
+    args.vocab_lr = args.vocab_lr or args.lr
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -169,7 +170,7 @@ def main() -> None:
         "# SPLARE vs its vocabulary twin (SPLADE) at small scale, CPU", "",
         f"Command: `{command}`  ", f"Seed {args.seed}; {args.steps} steps x batch {args.batch_size} "
         f"(1 BM25 negative + in-batch), doc length {args.doc_max_length}, lr {args.lr} "
-        f"(vocabulary twin {args.vocab_lr or args.lr}{', top-k in training' if args.vocab_train_top_k else ''}), "
+        f"(vocabulary twin {args.vocab_lr}{', top-k in training' if args.vocab_train_top_k else ''}), "
         f"LoRA rank {args.lora_rank}, "
         f"InfoNCE temperature {args.temperature}, FLOPS 1e-4/1e-4.  ",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "

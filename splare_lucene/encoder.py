@@ -234,7 +234,7 @@ class SplareEncoder:
         """Texts -> (B, d_sae) pooled weights after the side's top-k (a torch tensor, with grad
         if grad is enabled: the training path uses this too)."""
         from .backbone import hidden_states, tokenize
-        from .pooling import max_pool, top_k
+        from .pooling import top_k
 
         side = self.config.side(kind)
         if side.prefix:
@@ -242,10 +242,7 @@ class SplareEncoder:
         ids, attn, pool_mask = tokenize(self.backbone, list(texts), side.max_length, self.device,
                                         self.config.pool_special_tokens)
         hidden = hidden_states(self.backbone, ids, attn, self.config.bidirectional)  # (B, T, d)
-        if hasattr(self.head, "pool"):  # a head with its own fused pooling (VocabHead)
-            pooled = self.head.pool(hidden, pool_mask)
-        else:
-            pooled = max_pool(self.head.encode, hidden, pool_mask, self.d_sae)  # (B, d_sae)
+        pooled = self.head.pool(hidden, pool_mask)  # (B, d_sae): SAE latents or vocabulary
         return top_k(pooled, side.top_k) if apply_top_k else pooled
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> list[SparseVector]:

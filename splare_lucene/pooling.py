@@ -43,9 +43,9 @@ class _MaskedMaxLinear(torch.autograd.Function):
     """m[b, v] = max over pooled tokens t of x[b, t] . W[v] (0 for a text with no pooled token).
 
     Computed in vocabulary chunks, so (B, T, V) never exists at once. The backward is sparse:
-    each m[b, v] depends on one token only (its argmax), so the input gradient is an index_add of
-    at most V weight rows per text instead of a dense (B, T, V) x (V, d) product: T times fewer
-    operations, and no (B, T, V) gradient buffer.
+    each m[b, v] depends on one token only (its argmax), so the input gradient is a sparse (B*T, V)
+    matrix with at most V entries per text times W, instead of a dense (B, T, V) x (V, d) product:
+    T times fewer operations, and no (B, T, V) gradient buffer.
     """
 
     @staticmethod

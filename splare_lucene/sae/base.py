@@ -57,6 +57,12 @@ class SparseAutoencoder(nn.Module):
 
     forward = encode
 
+    def pool(self, h: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, d_in), (B, T) -> (B, d_sae): max over pooled tokens of log(1 + ReLU(latents))."""
+        from ..pooling import max_pool
+
+        return max_pool(self.encode, h, pool_mask, self.config.d_sae)
+
     def tensors(self, include_decoder: bool = True) -> dict[str, torch.Tensor]:
         out = {"W_enc": self.W_enc, "b_enc": self.b_enc, "b_dec": self.b_dec}
         if hasattr(self, "threshold"):
