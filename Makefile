@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DATA   ?= ../shared/data
 
-.PHONY: venv demo test test-fast default-model benchmark fidelity clean help
+.PHONY: venv demo test test-fast default-model benchmark fidelity training-memory gpu-check clean help
 
 help:
 	@echo "make demo           set up .venv, index a built-in corpus with the default model, search it"
@@ -16,6 +16,8 @@ help:
 	@echo "make default-model  rebuild the default model: train-sae, assemble, train (fine-tuning) on SQuAD-train"
 	@echo "make benchmark      SPLARE vs its vocabulary twin vs BM25, trained and evaluated on the CPU"
 	@echo "make fidelity       measure quantization fidelity on $(DATA)/cranfield"
+	@echo "make training-memory  SAE-head training memory/time, fused vs dense pooling (~35 min)"
+	@echo "make gpu-check      on a CUDA machine: per-family tests in bf16, one train step, one encode"
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +69,15 @@ benchmark: venv
 
 fidelity: venv
 	$(BIN)/python benchmarks/quantization_fidelity.py --corpus $(DATA)/cranfield
+
+# benchmarks/results/training_memory.md: the two commands that produced it (about 35 minutes on 2
+# CPU cores; rows already in the JSON are reused, pass --fresh to re-measure)
+training-memory: venv
+	$(BIN)/python benchmarks/training_memory.py --architectures jumprelu
+	$(BIN)/python benchmarks/training_memory.py --architectures topk --d-model 2048
+
+gpu-check:  # needs a venv with a CUDA torch: make venv TORCH_SPEC=... (see the top of this file)
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf build demo-output .pytest_cache

@@ -3,7 +3,9 @@
 Layer L's output is the residual stream after block L, i.e. transformers'
 ``hidden_states[L + 1]`` (TransformerLens ``blocks.L.hook_resid_post``). Blocks above L, the final
 norm and the LM head are never loaded: the config is truncated to ``L + 1`` layers before
-``from_pretrained`` and the final norm is replaced by the identity.
+``from_pretrained`` and the final norm is replaced by the identity. Families: Llama, Gemma 2,
+Gemma 3 (text-only and the multimodal 4B+ layout, text tower only), Qwen 2.5/3, Mistral, and
+BERT/XLM-R encoders, each with the attention implementation ``choose_attention`` picks.
 
 Backbone references (``resolve_backbone``):
 
@@ -157,6 +159,27 @@ def _torch_dtype(name: str):
     return getattr(torch, name)
 
 
+def resolve_dtype(name: str, device: str) -> str:
+    """``"auto"`` -> the backbone dtype for ``device`` (a resolved device: cpu, cuda, cuda:N, mps).
+
+    bfloat16 on CUDA GPUs that support it (``torch.cuda.is_bf16_supported()``: Ampere and newer),
+    float32 elsewhere: CPU bf16 matmuls are slow and lose precision, MPS bf16 support varies, and
+    float16 overflows on the huge BOS activations of Llama/Gemma. Other names are checked and
+    returned unchanged; an unknown one raises ConfigError listing the choices.
+    """
+    if name != "auto":
+        if name not in DTYPES:
+            raise ConfigError(f"dtype must be one of {['auto', *DTYPES]}; got {name!r}")
+        return name
+    import torch
+
+    resolved = "float32"
+    if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        resolved = "bfloat16"
+    logger.info("dtype auto: %s on %s", resolved, device)
+    return resolved
+
+
 def pick_device(name: str) -> str:
     import torch
 
@@ -177,9 +200,28 @@ def last_layer(ref: str, base_dir: Path | None = None) -> int:
     """The index of ``ref``'s last block (read from its config; nothing else is loaded)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(resolve_backbone(ref, base_dir))
-    config = getattr(config, "text_config", None) or config  # multimodal wrappers (Gemma 3 4B+)
-    return config.num_hidden_layers - 1
+    return _text_config(AutoConfig.from_pretrained(resolve_backbone(ref, base_dir))).num_hidden_layers - 1
+
+
+def _text_config(config):
+    """The language model's config: ``text_config`` of a multimodal wrapper (Gemma 3 4B/12B/27B:
+    ``Gemma3Config`` holds ``text_config`` and ``vision_config``), else ``config`` itself."""
+    return getattr(config, "text_config", None) or config
+
+
+# Checkpoint key prefixes of a multimodal wrapper's text tower -> the text-only CausalLM layout
+# (``model.layers.*``, ``lm_head.*``), passed to ``from_pretrained(key_mapping=...)``. The hub's
+# Gemma 3 4B+ checkpoints (and transformers 5's ``save_pretrained``, which writes the legacy
+# layout back) store ``language_model.model.layers.*``; transformers 4.5x's in-memory layout,
+# written by some conversions, is ``model.language_model.layers.*``. Base models (AutoModel) then
+# strip ``model.`` like any CausalLM checkpoint (their ``base_model_prefix``). Keys matching
+# neither (``vision_tower.*``, ``multi_modal_projector.*``) stay unexpected: transformers only
+# records their names and never reads them, and the text model has no module to put them in.
+MULTIMODAL_TEXT_KEYS = {
+    r"^language_model\.model\.": "model.",
+    r"^model\.language_model\.": "model.",
+    r"^language_model\.lm_head\.": "lm_head.",
+}
 
 
 def _truncate_config(config, layer: int):
@@ -205,6 +247,56 @@ def _blocks(model):
                       "supported: decoder LLMs (model.layers) and BERT-family encoders")
 
 
+def _model_class(config, with_lm_head: bool):
+    """The transformers class ``AutoModel`` (``AutoModelForCausalLM`` with ``with_lm_head``)
+    instantiates for ``config``; raises ConfigError for a config it does not know."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_MAPPING
+
+    mapping, auto = ((MODEL_FOR_CAUSAL_LM_MAPPING, "AutoModelForCausalLM") if with_lm_head
+                     else (MODEL_MAPPING, "AutoModel"))
+    try:
+        return mapping[type(config)]
+    except KeyError:
+        raise ConfigError(f"transformers has no {auto} class for model type {config.model_type!r}"
+                          + (" (the vocabulary representation and adapt need a causal LM head)"
+                             if with_lm_head else "") + "; supported families: see docs/sae-formats.md") from None
+
+
+def choose_attention(model_cls, config) -> tuple[str, str]:
+    """The attention implementation to load ``model_cls`` with, and why: ``("sdpa"|"eager", reason)``.
+
+    SDPA where the class supports it: it applies the 4D additive mask ``bidirectional_mask``
+    builds exactly as given (so does eager). Eager where SDPA cannot compute the model's
+    attention: attention-logit softcapping (Gemma 2: ``tanh(scores / cap) * cap`` before the
+    softmax, which ``scaled_dot_product_attention`` has no hook for; transformers' Gemma 2 declares
+    ``_supports_sdpa = False``), or a class that does not declare SDPA support. Flash attention is
+    never chosen: it takes no 4D mask, so bidirectional mode would silently stay causal.
+    """
+    softcap = getattr(config, "attn_logit_softcapping", None)
+    if softcap is not None:
+        return "eager", (f"attention logit softcapping ({softcap}) is computed only by the eager kernel, "
+                         "not by SDPA")
+    if not getattr(model_cls, "_supports_sdpa", False):
+        return "eager", f"{model_cls.__name__} does not support SDPA"
+    return "sdpa", f"{model_cls.__name__} supports SDPA, which applies 4D (bidirectional) masks as given"
+
+
+def is_encoder_backbone(ref: str, base_dir: Path | None = None) -> bool:
+    """Whether ``ref`` is a bidirectional encoder (BERT, XLM-R, ...) rather than a causal decoder.
+
+    Decided from the module tree of a one-block model built on the meta device from the config
+    (no weight is read or allocated), the same test ``load_backbone`` uses.
+    """
+    import torch
+    from transformers import AutoConfig
+
+    config = _text_config(AutoConfig.from_pretrained(resolve_backbone(ref, base_dir)))
+    _truncate_config(config, 0)
+    with torch.device("meta"):
+        model = _model_class(config, False)._from_config(config, attn_implementation="eager")
+    return _blocks(model)[1]
+
+
 @dataclass
 class LoadedBackbone:
     model: object  # transformers PreTrainedModel, cut at layer L
@@ -214,43 +306,71 @@ class LoadedBackbone:
     is_encoder: bool
     final_norm: object = None  # the removed final norm (kept for vocabulary heads)
     lm_head: object = None  # only with ``with_lm_head=True``
+    attn_implementation: str = "sdpa"  # what ``choose_attention`` picked ("sdpa" or "eager")
+    # Gemma 2's final_logit_softcapping: its CausalLM maps logits to cap * tanh(logits / cap)
+    # after the LM head (MNTP applies it too); None for every other family.
+    logit_softcap: float | None = None
 
 
 def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str = "cpu",
                   base_dir: Path | None = None, with_lm_head: bool = False) -> LoadedBackbone:
     """Load ``ref`` with only blocks 0..layer, the final norm set aside and no LM head (unless
-    ``with_lm_head``: the vocabulary/SPLADE representation needs it)."""
+    ``with_lm_head``: the vocabulary/SPLADE representation and MNTP need it).
+
+    Blocks above ``layer`` are never built: the config is cut to ``layer + 1`` blocks first. For a
+    multimodal wrapper (Gemma 3 4B+, ``Gemma3ForConditionalGeneration``) only the text tower is
+    built, from its ``text_config``, and its weights are read under ``MULTIMODAL_TEXT_KEYS``; the
+    vision tower is neither built nor read. The attention implementation comes from
+    ``choose_attention`` (logged). Encoders (BERT, XLM-R) are loaded without their pooler.
+
+    Raises ConfigError for a layer out of range, an unknown model type, or ``with_lm_head`` on an
+    encoder (its MLM head is not a plain LM head), and CheckpointError when a weight the cut model
+    needs is absent from the checkpoint (transformers would initialise it at random).
+    """
+    import inspect
+
     import torch
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    dtype = resolve_dtype(dtype, pick_device(device))  # "auto" needs the device
     source = resolve_backbone(ref, base_dir)
-    config = AutoConfig.from_pretrained(source)
-    config = getattr(config, "text_config", None) or config  # multimodal wrappers (Gemma 3 4B+)
+    full_config = AutoConfig.from_pretrained(source)
+    config = _text_config(full_config)
+    multimodal = config is not full_config
     total = _truncate_config(config, layer)
+    model_cls = _model_class(config, with_lm_head)
+    attn, reason = choose_attention(model_cls, config)
+    logger.info("backbone %s: %s attention (%s)%s", ref, attn, reason,
+                "; text tower only (multimodal checkpoint)" if multimodal else "")
+    kwargs = {}
+    if multimodal:
+        kwargs["key_mapping"] = MULTIMODAL_TEXT_KEYS
+    if "add_pooling_layer" in inspect.signature(model_cls.__init__).parameters:
+        kwargs["add_pooling_layer"] = False  # BERT/XLM-R: MLM checkpoints have no pooler weights
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the dropped upper layers are reported as unused weights
     lm_head = None
     try:
-        if with_lm_head:
-            from transformers import AutoModelForCausalLM
-
-            causal, info = AutoModelForCausalLM.from_pretrained(
-                source, config=config, dtype=_torch_dtype(dtype), attn_implementation="sdpa",
-                output_loading_info=True)
-            lm_head = causal.get_output_embeddings()
-            model = getattr(causal, causal.base_model_prefix)
-        else:
-            model, info = AutoModel.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
-                                                    attn_implementation="sdpa", output_loading_info=True)
+        loaded, info = model_cls.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
+                                                 attn_implementation=attn, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
+    if with_lm_head:
+        lm_head = loaded.get_output_embeddings()
+        model = getattr(loaded, loaded.base_model_prefix)
+    else:
+        model = loaded
     # Upper layers are *unexpected* keys by design; a *missing* weight would be initialised at
     # random (silently, since the log is muted above), so it is an error.
     if info.get("missing_keys"):
         raise CheckpointError(f"backbone {ref} ({source}) lacks weights {sorted(info['missing_keys'])[:10]}: "
                               "they would be random. If it is a cached GGUF conversion, delete it and retry")
     blocks, is_encoder = _blocks(model)
+    if with_lm_head and is_encoder:
+        raise ConfigError(f"backbone {ref} is a bidirectional encoder ({type(model).__name__}): its masked-LM "
+                          "head is not a plain LM head, so the vocabulary representation and `adapt` do not "
+                          "apply to it; use an SAE (`splare-lucene assemble --sae ...`)")
     if len(blocks) != layer + 1:
         raise ConfigError(f"expected {layer + 1} blocks after the cut, found {len(blocks)}")
     final_norm = None
@@ -270,7 +390,9 @@ def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str =
     for module in (final_norm, lm_head):
         if module is not None:
             module.to(device)
-    return LoadedBackbone(model, tokenizer, int(config.hidden_size), total, is_encoder, final_norm, lm_head)
+    return LoadedBackbone(model, tokenizer, int(config.hidden_size), total, is_encoder, final_norm, lm_head,
+                          attn_implementation=attn,
+                          logit_softcap=getattr(config, "final_logit_softcapping", None) if with_lm_head else None)
 
 
 def bidirectional_mask(attention_mask, dtype):
@@ -302,9 +424,16 @@ def tokenize(backbone: LoadedBackbone, texts: list[str], max_length: int, device
 
     ``pool_mask`` marks the tokens whose latents are pooled: non-padding, and non-special unless
     ``pool_special_tokens`` (BOS activations are huge in Llama and Gemma).
+
+    Text that spells a control token (``<bos>``, ``<|begin_of_text|>``, ``[CLS]``) is tokenized as
+    text (``split_special_tokens=True``): by default tokenizers match it as the control token
+    itself, which ``special_tokens_mask`` does not flag (it marks only the tokens the tokenizer
+    adds), so a second BOS would be pooled mid-document. The BOS/CLS/SEP the tokenizer adds
+    itself are still added and flagged.
     """
     enc = backbone.tokenizer(texts, max_length=max_length, truncation=True, padding="longest",
-                             return_tensors="pt", return_special_tokens_mask=not pool_special_tokens)
+                             return_tensors="pt", return_special_tokens_mask=not pool_special_tokens,
+                             split_special_tokens=True)
     input_ids = enc["input_ids"].to(device)
     attention_mask = enc["attention_mask"].to(device)
     pool_mask = attention_mask.bool()

@@ -119,9 +119,12 @@ class SplareEncoder:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "default", *, device: str = "auto",
-                        dtype: str = "float32", without_adapter: bool = False) -> "SplareEncoder":
+                        dtype: str = "auto", without_adapter: bool = False) -> "SplareEncoder":
         """Load a model directory; ``without_adapter`` leaves out its retrieval LoRA adapter (the
-        untrained model it was fine-tuned from: backbone + SAE + MNTP adapter if any)."""
+        untrained model it was fine-tuned from: backbone + SAE + MNTP adapter if any).
+
+        ``dtype`` is the backbone's: "auto" is bfloat16 on CUDA GPUs that support it and float32
+        elsewhere (``backbone.resolve_dtype``). The SAE always runs in float32."""
         model_dir = resolve_model_dir(name_or_path)
         config = SplareConfig.load(model_dir)
         if without_adapter and config.adapter:
@@ -131,11 +134,18 @@ class SplareEncoder:
 
     @classmethod
     def from_components(cls, backbone: str, sae_path: str | os.PathLike, layer: int | None = None,
-                        *, device: str = "auto", dtype: str = "float32", **config_fields) -> "SplareEncoder":
-        """A new (untrained) model: backbone cut at ``layer`` + an SAE in any supported format."""
+                        *, device: str = "auto", dtype: str = "auto", allow_any_site: bool = False,
+                        **config_fields) -> "SplareEncoder":
+        """A new (untrained) model: backbone cut at ``layer`` + an SAE in any supported format.
+
+        The SAE must have been trained on the residual stream (what it is fed here): one that
+        records another site (MLP/attention output, transcoder, ...) raises CheckpointError unless
+        ``allow_any_site`` (``assemble --allow-any-site``); an unknown site is warned about."""
         from .sae import load_sae
+        from .sae.formats import check_site
 
         sae = load_sae(sae_path)
+        check_site(sae, allow_any_site=allow_any_site)
         if layer is None:
             if sae.config.layer is None:
                 raise CheckpointError(f"{sae_path} does not record its layer; pass --layer")
@@ -145,7 +155,7 @@ class SplareEncoder:
 
     @classmethod
     def vocabulary(cls, backbone: str, layer: int | None = None, *, device: str = "auto",
-                   dtype: str = "float32", **config_fields) -> "SplareEncoder":
+                   dtype: str = "auto", **config_fields) -> "SplareEncoder":
         """A SPLADE model on ``backbone``: its own LM head's logits at ``layer`` (default: the last)."""
         if layer is None:
             from .backbone import last_layer
@@ -158,9 +168,10 @@ class SplareEncoder:
     def _load(cls, config: SplareConfig, model_dir: Path | None, *, device: str, dtype: str, sae=None):
         import torch
 
-        from .backbone import load_backbone, pick_device
+        from .backbone import load_backbone, pick_device, resolve_dtype
 
         device = pick_device(device)
+        dtype = resolve_dtype(dtype, device)
         vocab = config.representation == "vocab"
         backbone = load_backbone(config.backbone, config.layer, dtype=dtype, device=device,
                                  base_dir=model_dir, with_lm_head=vocab)
@@ -169,16 +180,20 @@ class SplareEncoder:
 
             if backbone.lm_head is None:
                 raise CheckpointError(f"backbone {config.backbone} has no LM head for the vocabulary representation")
-            head = VocabHead(backbone.final_norm, backbone.lm_head)
+            head = VocabHead(backbone.final_norm, backbone.lm_head, backbone.logit_softcap)
         else:
             from .sae.formats import check_compatible, load_native
 
             head = sae if sae is not None else load_native(model_dir / config.sae)
             storage_dtype = getattr(head, "storage_dtype", None)
             check_compatible(head, backbone.hidden_size, config.layer)
-            # The SAE runs in float32 on CPU (bf16 matmuls are slow there) and in the backbone's
-            # dtype on accelerators.
-            head = head.to(device=device, dtype=torch.float32 if device == "cpu" else backbone.model.dtype)
+            # The SAE runs in float32 on every device, whatever the backbone dtype (its input is
+            # cast up in pre_activation): the pre-activations are compared with thresholds
+            # (JumpReLU) or ranked (TopK), and bf16 keeps 8 significant bits, so near-threshold
+            # latents flip on or off. The cost: on GPUs the SAE matmul (4096 x 131k) is about 9% of
+            # the FLOPs of Llama-3.1-8B cut at layer 26, and float32 runs it slower than bfloat16
+            # (see docs/training.md, "Precision").
+            head = head.to(device=device, dtype=torch.float32)
         for adapter in (config.mntp_adapter, config.adapter):  # MNTP first: retrieval LoRA was trained on top
             if adapter:
                 backbone.model = _merge_adapter(backbone.model, model_dir / adapter)

@@ -33,3 +33,7 @@ class JavaNotFoundError(SplareError, RuntimeError):
 
 class IndexMismatchError(SplareError, ValueError):
     """A model and an index were built with different vocabularies or quantization."""
+
+
+class SearchError(SplareError, RuntimeError):
+    """Lucene failed on a query; the message names the query and the Java exception."""

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from .errors import ConfigError, InputError
+from .vocab import LUCENE_DEFAULT_MAX_CLAUSES
 
 if TYPE_CHECKING:  # keeps this module light: the CLI imports FORMATS while building its parser
     from .types import Query
@@ -137,6 +138,15 @@ def write_query_file(encoder, queries: Iterable[Query], output: str | os.PathLik
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    too_long = [q.id for q in queries if len(terms[q.text]) > LUCENE_DEFAULT_MAX_CLAUSES]
+    if too_long:
+        # Anserini's SearchCollection and Pyserini's search CLI run in their own JVM with Lucene's
+        # default clause limit, which splare-lucene's own searcher raises (search.py).
+        logger.warning("%d queries have more than %d distinct terms; Anserini's SearchCollection and "
+                       "Pyserini's search CLI refuse them (Lucene's maxClauseCount). Use `splare-lucene "
+                       "search`, or assemble the model with a query top-k <= %d (e.g. --query-top-k 40): %s",
+                       len(too_long), LUCENE_DEFAULT_MAX_CLAUSES, LUCENE_DEFAULT_MAX_CLAUSES,
+                       ", ".join(too_long[:MAX_LISTED_IDS]))
     if summary.empty_ids:
         logger.warning("%d queries have empty vectors (no latent survives quantization)%s: %s",
                        len(summary.empty_ids), " and are left out" if fmt == "anserini-tsv" else "",

@@ -14,6 +14,13 @@ Drop-in use::
 ``min_idf=-1``: LuceneImpactSearcher drops every query term whose idf <= min_idf (default 0),
 i.e. latents present in every document, silently. SAE latents like that exist and matter, so
 :func:`open_searcher` always keeps them.
+
+Query length: Anserini turns each query term into one clause of a Lucene ``BooleanQuery``, and
+Lucene refuses more than ``IndexSearcher.getMaxClauseCount()`` clauses (1,024 by default:
+``IndexSearcher$TooManyClauses``). A model without a query top-k (untrained SPLARE vectors have
+thousands of non-zeros) exceeds that, so :class:`SplareQueryEncoder` raises the limit to the
+model's width when it is created; every path that searches with it (:func:`open_searcher`,
+:func:`batch_search`, Pyserini's ``LuceneImpactSearcher``) then takes queries of any length.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ start_jvm()
 
 from pyserini.encode import QueryEncoder  # noqa: E402  (after the JVM is configured)
 
+from .errors import SearchError  # noqa: E402  (re-exported: splare_lucene.search.SearchError)
 from .index import check_index_matches  # noqa: E402
 from .types import Query, ScoredDoc  # noqa: E402
 
@@ -37,6 +45,42 @@ logger = logging.getLogger(__name__)
 
 MIN_IDF_KEEP_ALL = -1.0  # idf = log(N / df) >= 0, so every indexed query term is kept
 MAX_HITS_PER_CALL = 50_000  # hits materialised by one Java batch_search call
+
+_clause_limit: int | None = None  # the JVM's limit as last read or set here (None: not read yet)
+
+
+def max_clause_count() -> int:
+    """Lucene's JVM-wide limit on the clauses of one BooleanQuery (query terms, here)."""
+    from jnius import autoclass
+
+    return int(autoclass("org.apache.lucene.search.IndexSearcher").getMaxClauseCount())
+
+
+def ensure_max_clauses(n_terms: int) -> int:
+    """Raise Lucene's clause limit to at least ``n_terms``; returns the limit now in force.
+
+    The limit is a static of ``org.apache.lucene.search.IndexSearcher`` (Lucene 9.9.1, the
+    version Anserini 1.7.1 bundles): it applies to every searcher in this JVM, so it is only ever
+    raised here, never lowered (another searcher may rely on the higher value); the value last
+    read or set is cached, so code that lowers it behind this module's back is not noticed until
+    a search fails (with a :class:`SearchError` that says so). Lucene keeps the
+    limit against runaway wildcard/fuzzy expansions; a query of explicit impact terms costs one
+    posting-list cursor per term, which is what a long query asks for.
+    """
+    global _clause_limit
+    if _clause_limit is not None and n_terms <= _clause_limit:
+        return _clause_limit
+    from jnius import autoclass
+
+    searcher_class = autoclass("org.apache.lucene.search.IndexSearcher")
+    current = int(searcher_class.getMaxClauseCount())
+    if n_terms > current:
+        searcher_class.setMaxClauseCount(int(n_terms))
+        logger.info("raised Lucene's maxClauseCount from %d to %d (JVM-wide) so that queries of "
+                    "up to %d terms search", current, n_terms, n_terms)
+        current = int(n_terms)
+    _clause_limit = current
+    return current
 
 
 class SplareQueryEncoder(QueryEncoder):
@@ -52,6 +96,9 @@ class SplareQueryEncoder(QueryEncoder):
         self.has_model = True
         self.batch_size = batch_size
         self._memo: dict[str, dict[str, int]] = {}
+        # A query has at most d_sae terms: with this limit no query of the model can hit Lucene's
+        # TooManyClauses, whichever searcher (ours or a plain LuceneImpactSearcher) runs it.
+        ensure_max_clauses(int(encoder.d_sae))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "default", *, device: str = "auto",
@@ -68,9 +115,12 @@ class SplareQueryEncoder(QueryEncoder):
             self._memo[text] = self.encoder.terms(vector)
 
     def encode(self, text: str, **kwargs) -> dict[str, int]:
-        if text in self._memo:
-            return self._memo[text]
-        return self.encoder.terms(self.encoder.encode([text], kind="query")[0])
+        """``text`` -> {pseudo-token: integer impact}; checks Lucene's clause limit covers it."""
+        terms = self._memo.get(text)
+        if terms is None:
+            terms = self.encoder.terms(self.encoder.encode([text], kind="query")[0])
+        ensure_max_clauses(len(terms))  # an int comparison once the limit covers the model's width
+        return terms
 
     def clear(self) -> None:
         self._memo.clear()
@@ -104,22 +154,46 @@ def batch_search(searcher, queries: Sequence[Query], *, k: int = 1000, threads: 
         try:
             hits = searcher.batch_search([q.text for q in chunk], [q.id for q in chunk], k=k, threads=threads)
         except Exception as exc:  # jnius.JavaException
-            # Anserini 1.7.1's SimpleImpactSearcher.batch_search compares the queries submitted
-            # with ThreadPoolExecutor.getCompletedTaskCount() after termination and throws
-            # "queryCount = N is not equal to completedTaskCount = M" when they differ, e.g. when
-            # a worker thread died (seen with an OutOfMemoryError before hits were bounded per
-            # call). The same search one query at a time gives the same hits (same query
-            # construction and min_idf filter).
+            # Anserini 1.7.1's SimpleImpactSearcher.batch_search runs each query as a task of a
+            # ThreadPoolExecutor and never looks at the tasks' own exceptions: it only compares
+            # the queries submitted with getCompletedTaskCount() and throws "queryCount = N is not
+            # equal to completedTaskCount = M" when a task failed (a worker died of an
+            # OutOfMemoryError before hits were bounded per call; a query over Lucene's clause
+            # limit). So the message says nothing about the cause: search one query at a time
+            # (same query construction and min_idf filter, same hits), which either succeeds or
+            # raises the real error for the query that fails.
             if "completedTaskCount" not in str(exc):
                 raise
-            logger.warning("Anserini's threaded batch search failed (%s); searching these %d queries "
-                           "one at a time", str(exc).splitlines()[0], len(chunk))
-            hits = {q.id: searcher.search(q.text, k=k) for q in chunk}
+            logger.warning("Anserini's threaded batch search failed on a batch of %d queries (%s); "
+                           "searching them one at a time to recover or to find the failing query",
+                           len(chunk), _first_line(exc))
+            hits = {q.id: _search_one(searcher, q, k) for q in chunk}
         for q in chunk:
             out[q.id] = [ScoredDoc(q.id, h.docid, float(h.score), r + 1)
                          for r, h in enumerate(hits.get(q.id, []))]
     encoder.clear()
     return out
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _search_one(searcher, query: Query, k: int):
+    """``searcher.search`` for one query; a Java failure is raised as a :class:`SearchError`
+    naming the query (the Java stack trace stays in the chained exception)."""
+    try:
+        return searcher.search(query.text, k=k)
+    except Exception as exc:  # jnius.JavaException and anything the query encoder raises
+        message = _first_line(exc)
+        hint = ""
+        if "TooManyClauses" in message:
+            hint = (f" ({len(searcher.query_encoder.encode(query.text))} query terms over Lucene's "
+                    f"clause limit of {max_clause_count()}; SplareQueryEncoder raises it to the "
+                    "model's width: was the limit lowered afterwards? Or use a query top-k: "
+                    "`splare-lucene assemble --query-top-k 40`)")
+        raise SearchError(f"searching query {query.id!r} failed: {message}{hint}") from exc
 
 
 def write_trec_run(results: dict[str, list[ScoredDoc]], path: str | os.PathLike, tag: str = "splare") -> None:

@@ -5,6 +5,7 @@ Each test runs a fresh interpreter, so that what the CLI imports can be checked 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -121,3 +122,23 @@ def test_index_no_raw_needs_jsonl(tmp_path):
     assert rc == 1
     assert "--no-raw" in stderr and "`encode`" in stderr
     assert heavy == []
+
+
+RUNTIME_COMMANDS = ["encode", "index", "search", "evaluate", "encode-queries", "train", "adapt"]
+
+
+def test_runtime_dtype_defaults_to_auto():
+    from splare_lucene.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command in RUNTIME_COMMANDS:
+        dtype = next(a for a in sub.choices[command]._actions if a.dest == "dtype")
+        assert dtype.default == "auto" and "auto" in dtype.choices, command
+
+
+def test_train_recipe_is_validated_and_documented():
+    proc = python("-m", "splare_lucene.cli.main", "train", "--help")
+    assert proc.returncode == 0 and "--recipe {default,paper}" in proc.stdout
+    assert "--effective-batch-size" in proc.stdout
+    proc = python("-m", "splare_lucene.cli.main", "train", "--data", "d", "--output", "o", "--recipe", "papr")
+    assert proc.returncode == 2 and "invalid choice: 'papr'" in proc.stderr

@@ -193,3 +193,151 @@ def test_batch_search_falls_back_when_anserini_loses_tasks(searcher):
     got = batch_search(Flaky(searcher), queries, k=5, threads=2, progress=False)
     assert {q: [(h.doc_id, h.score) for h in hits] for q, hits in got.items()} == \
         {q: [(h.doc_id, h.score) for h in hits] for q, hits in expected.items()}
+
+
+# -- engine limits: queries of any length, and the batch-search fallback ----------------------------
+
+WIDE = 4096  # SAE latents: a query of the wide model has all of them (> Lucene's 1,024 clauses)
+
+
+@pytest.fixture(scope="module")
+def wide(tiny_backbone, tmp_path_factory):
+    """A model without a query top-k whose ReLU SAE (small positive bias) fires on every latent,
+    and an index of the demo corpus built with it: (model dir, index dir, jsonl dir)."""
+    import torch
+
+    from splare_lucene.config import TextSide
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.sae import build_sae
+    from splare_lucene.sae.config import SAEConfig
+    from splare_lucene.sae.formats import save_native
+
+    root = tmp_path_factory.mktemp("wide")
+    g = torch.Generator().manual_seed(0)
+    config = SAEConfig("relu", 32, WIDE, layer=2)
+    save_native(build_sae(config, {"W_enc": torch.randn(32, WIDE, generator=g) * 0.05,
+                                   "b_enc": torch.full((WIDE,), 0.5)}), root / "sae")
+    encoder = SplareEncoder.from_components(str(tiny_backbone), root / "sae", device="cpu",
+                                            query=TextSide(512, 0), document=TextSide(64, 400))
+    model = encoder.save_pretrained(root / "model")
+    assert cli(["index", "--model", str(model), "--corpus", str(DEMO_DIR), "--index", str(root / "index"),
+                "--keep-jsonl", str(root / "jsonl"), "--device", "cpu"]) == 0
+    return model, root / "index", root / "jsonl"
+
+
+@pytest.fixture
+def default_clause_limit():
+    """Lucene's clause limit back at its default (1,024) for the test: it is JVM-wide, and an
+    earlier test's searcher may have raised it already. Restored afterwards."""
+    import splare_lucene.search as search
+    from jnius import autoclass
+
+    index_searcher = autoclass("org.apache.lucene.search.IndexSearcher")
+    before = index_searcher.getMaxClauseCount()
+    index_searcher.setMaxClauseCount(1024)
+    search._clause_limit = None
+    yield index_searcher
+    index_searcher.setMaxClauseCount(max(before, index_searcher.getMaxClauseCount()))
+    search._clause_limit = None
+
+
+def _long_query() -> str:
+    """200 words of the demo corpus."""
+    words = " ".join(d["text"] for d in read_jsonl(DEMO_DIR / "corpus.jsonl")).split()
+    return " ".join(words[:200])
+
+
+def _expected_scores(jsonl, terms):
+    docs = dict(read_vectors(jsonl))
+    scores = {d: sum(w * v.get(t, 0) for t, w in terms.items()) for d, v in docs.items()}
+    return {d: s for d, s in scores.items() if s > 0}
+
+
+def test_query_over_lucene_clause_limit_searches(wide, default_clause_limit):
+    """>1,024 query terms used to raise IndexSearcher$TooManyClauses; open_searcher's searcher
+    takes them, and Lucene's scores are still the integer dot products."""
+    from splare_lucene.search import SplareQueryEncoder, open_searcher
+
+    model, index, jsonl = wide
+    searcher = open_searcher(index, SplareQueryEncoder.from_pretrained(model, device="cpu"))
+    terms = searcher.query_encoder.encode(_long_query())
+    assert len(terms) > 1024
+    hits = searcher.search(_long_query(), k=100)
+    expected = _expected_scores(jsonl, terms)
+    assert hits and {h.docid for h in hits} == set(expected)
+    for h in hits:
+        assert h.score == pytest.approx(expected[h.docid], abs=1e-3)
+
+
+def test_batch_search_of_long_queries(wide, default_clause_limit):
+    from splare_lucene.search import SplareQueryEncoder, batch_search, open_searcher
+    from splare_lucene.types import Query
+
+    model, index, _ = wide
+    searcher = open_searcher(index, SplareQueryEncoder.from_pretrained(model, device="cpu"))
+    queries = [Query("long", _long_query()), Query("short", "bees pollinate flowers")]
+    results = batch_search(searcher, queries, k=5, threads=2, progress=False)
+    assert all(len(results[q.id]) == 5 for q in queries)
+
+
+def test_drop_in_searcher_takes_long_queries(wide, default_clause_limit):
+    """A plain Pyserini LuceneImpactSearcher with SplareQueryEncoder: the encoder raises the limit."""
+    from pyserini.search.lucene import LuceneImpactSearcher
+
+    from splare_lucene import SplareQueryEncoder
+
+    model, index, _ = wide
+    searcher = LuceneImpactSearcher(str(index), SplareQueryEncoder.from_pretrained(model, device="cpu"), min_idf=-1)
+    assert default_clause_limit.getMaxClauseCount() >= WIDE
+    assert len(searcher.search(_long_query(), k=5)) == 5
+    assert len(searcher.batch_search([_long_query()], ["q"], k=5, threads=2)["q"]) == 5
+
+
+def test_fallback_reports_the_failing_query(wide, default_clause_limit):
+    """When Anserini's threaded batch search loses a query (only "completedTaskCount" is said),
+    the one-at-a-time fallback raises the real Java error with the query id, not a raw traceback.
+    Here the limit is lowered behind the toolkit's back after the searcher was opened."""
+    from splare_lucene.search import SearchError, SplareQueryEncoder, batch_search, open_searcher
+    from splare_lucene.types import Query
+
+    model, index, _ = wide
+    searcher = open_searcher(index, SplareQueryEncoder.from_pretrained(model, device="cpu"))
+    default_clause_limit.setMaxClauseCount(1024)
+    with pytest.raises(SearchError, match=r"query 'long' failed: .*TooManyClauses.*4096 query terms "
+                                          r"over Lucene's clause limit of 1024"):
+        batch_search(searcher, [Query("long", _long_query())], k=5, threads=2, progress=False)
+
+
+def test_fallback_names_the_query_of_any_java_error(searcher):
+    """Other Java errors in the fallback are raised too, as a SearchError naming the query."""
+    from splare_lucene.search import SearchError, batch_search
+    from splare_lucene.types import Query
+
+    class LosesTasks:
+        query_encoder = searcher.query_encoder
+
+        def batch_search(self, *args, **kwargs):
+            raise RuntimeError("JVM exception occurred: java.lang.RuntimeException: queryCount = 1 is "
+                               "not equal to completedTaskCount = 0")
+
+        def search(self, text, k=10):
+            raise RuntimeError("JVM exception occurred: java.io.IOException: read past EOF\n\tat ...")
+
+    with pytest.raises(SearchError, match=r"searching query 'q7' failed: JVM exception occurred: "
+                                          r"java.io.IOException: read past EOF$"):
+        batch_search(LosesTasks(), [Query("q7", "bees")], k=5, progress=False)
+
+
+def test_long_pseudo_tokens_match_only_when_shortened(tmp_path, tiny_model):
+    """Anserini splits an indexed token over 255 characters, so it never matches the query term;
+    vocab.shorten_token's form (what TokenVocab emits) does."""
+    from splare_lucene.search import SplareQueryEncoder, open_searcher
+    from splare_lucene.vocab import shorten_token
+
+    long = "%E2%96%81" * 40  # 360 characters: "▁" x 40 percent-encoded
+    _synthetic_index(tmp_path, {"raw": {long: 3, "f1": 1}, "short": {shorten_token(long): 5, "f1": 1}})
+    qe = SplareQueryEncoder.from_pretrained(tiny_model, device="cpu")
+    qe._memo["raw"], qe._memo["short"] = {long: 1}, {shorten_token(long): 1}
+    searcher = open_searcher(tmp_path / "index", qe)
+    assert searcher.search("raw", k=10) == []
+    assert [(h.docid, h.score) for h in searcher.search("short", k=10)] == [("short", 5.0)]

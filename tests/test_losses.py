@@ -48,3 +48,27 @@ def test_flops_weight_warms_up_quadratically():
     assert flops_weight(4, 1e-4, 10) == pytest.approx(1e-4 * 0.25)
     assert flops_weight(10, 1e-4, 10) == 1e-4 and flops_weight(3, 1e-4, 0) == 1e-4
     assert not math.isnan(flops_weight(0, 0.0, 5))
+
+
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_losses_compute_in_float32_from_half_precision_vectors(half):
+    # scores of ~2000 (SAE vectors): bf16 resolves them only to steps of 8
+    g = torch.Generator().manual_seed(0)
+    q32 = (torch.rand(2, 64, generator=g) * 8).to(half).float()  # values representable in `half`
+    d32 = (torch.rand(6, 64, generator=g) * 8).to(half).float()
+    q, d = q32.to(half), d32.to(half)
+    scores = candidate_scores(q, d)
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, candidate_scores(q32, d32))
+    teacher = torch.tensor([[3.0, 1.0, 0.0], [2.0, 2.0, 1.0]])
+    kl = kl_distillation(scores.to(half), teacher.to(half), 80.0)
+    assert kl.dtype == torch.float32
+    for loss in (info_nce(q, d, 50.0), info_nce(q, d, 50.0, in_batch=False), flops(q)):
+        assert loss.dtype == torch.float32
+    assert info_nce(q, d, 50.0).item() == pytest.approx(info_nce(q32, d32, 50.0).item(), rel=1e-6)
+    assert flops(d).item() == pytest.approx(flops(d32).item(), rel=1e-6)
+    q.requires_grad_(True)
+    info_nce(q, d, 50.0).backward()
+    assert q.grad.dtype == half  # the gradient flows back to the backbone's dtype
+    q64, d64 = q32.double(), d32.double()  # float64 (gradient checks) is not narrowed
+    assert candidate_scores(q64, d64).dtype == torch.float64 and flops(q64).dtype == torch.float64

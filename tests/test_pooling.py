@@ -193,3 +193,26 @@ def test_top_k_no_cut(k):
 def test_top_k_example():
     pooled = torch.tensor([[0.1, 0.9, 0.0, 0.5], [2.0, 0.0, 3.0, 1.0]])
     assert torch.equal(top_k(pooled, 2), torch.tensor([[0.0, 0.9, 0.0, 0.5], [2.0, 0.0, 3.0, 0.0]]))
+
+
+@pytest.mark.parametrize("softcap", [None, 0.5])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_vocab_head_pool_equals_dense_max_pool(softcap, with_bias):
+    """VocabHead.pool (fused) equals max_pool over encode, with Gemma 2's final-logit softcap and
+    with an LM-head bias; gradients agree too."""
+    from splare_lucene.pooling import max_pool
+    from splare_lucene.vocab_head import VocabHead
+
+    torch.manual_seed(0)
+    norm, head = torch.nn.LayerNorm(6).double(), torch.nn.Linear(6, 11, bias=with_bias).double()
+    vocab = VocabHead(norm, head, logit_softcap=softcap)
+    h = torch.randn(3, 5, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    fused = vocab.pool(h, mask)
+    dense = max_pool(vocab.encode, h, mask, vocab.width)
+    torch.testing.assert_close(fused, dense)
+    if softcap:
+        assert float(fused.detach().max()) <= torch.log1p(torch.tensor(softcap)).item() + 1e-12
+    (g_fused,) = torch.autograd.grad(fused.sum(), h)
+    (g_dense,) = torch.autograd.grad(dense.sum(), h)
+    torch.testing.assert_close(g_fused, g_dense)

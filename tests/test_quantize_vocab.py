@@ -152,3 +152,113 @@ def test_to_terms_of_quantized_vector():
     q = quantize(sv([9, 4, 2], [1.0, 0.001, 0.5]), 10)
     assert LatentVocab("t").to_terms(q.indices, q.weights) == {"t9": 10, "t2": 5}
 
+
+
+# -- TokenVocab: the vocabulary head's pseudo-tokens never exceed Anserini's token length ----------
+
+
+class _Tokenizer:
+    """The two tokenizer methods TokenVocab uses, over a fixed token list."""
+
+    def __init__(self, tokens):
+        self.tokens = tokens
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.tokens[i] for i in ids]
+
+
+# Gemma 3's longest tokens are runs of "▁" (3 UTF-8 bytes, 9 characters percent-encoded); two
+# long tokens that share their first 300 characters must still differ.
+_LONG = ["\u2581" * 40, "\u2581" * 40 + "x", "a" * 300, "a" * 300 + "b", "\u00e9" * 43 + "z" * 20]
+_SHORT = ["hello", "\u2581the", "<bos>", "a b", "%41", "\u2581" * 28, "y" * 255]
+
+
+def test_token_vocab_fits_anserini_token_length():
+    from urllib.parse import quote
+
+    from splare_lucene.vocab import TokenVocab
+
+    tokens = _SHORT + _LONG + [None]  # None: an id the tokenizer does not map (padding)
+    vocab = TokenVocab(_Tokenizer(tokens), size=len(tokens) + 2)
+    terms = [vocab.token(i) for i in range(len(tokens) + 2)]
+    assert max(len(t) for t in terms) <= 255  # vocab.ANSERINI_MAX_TOKEN_LENGTH
+    assert all(len(quote(t, safe="")) > 255 for t in _LONG)  # each of them needed shortening
+    assert len(set(terms)) == len(terms)  # unique
+    assert [vocab.latent(t) for t in terms] == list(range(len(terms)))  # reversible
+    assert all(t.isascii() and t.split() == [t] for t in terms)  # one whitespace-free ASCII term
+    # short tokens are unchanged: indexes built with them stay valid
+    assert terms[:len(_SHORT)] == [quote(t, safe="") for t in _SHORT]
+    # deterministic: a second vocabulary (another process, another day) gives the same terms
+    again = TokenVocab(_Tokenizer(list(tokens)), size=len(tokens) + 2)
+    assert [again.token(i) for i in range(len(terms))] == terms
+    assert vocab.to_terms([len(_SHORT)], [7]) == {terms[len(_SHORT)]: 7}
+
+
+def test_shorten_token_never_cuts_an_escape():
+    from splare_lucene.vocab import shorten_token
+
+    for head in range(0, 12):  # every alignment of the escapes against the cut
+        token = "a" * head + "%E2%96%81" * 40
+        short = shorten_token(token)
+        assert len(short) <= 255 and short.startswith("a" * head)
+        body = short.split("%~")[0]
+        assert body == token[:len(body)] and (body.count("%") * 3 == len(body) - head)
+
+
+def _gemma3_tokenizer_dir():
+    """The Gemma-3 tokenizer of the default backbone's GGUF conversion, if this machine has it."""
+    from splare_lucene.backbone import cache_dir
+
+    found = sorted(p.parent for p in (cache_dir() / "backbones").glob("gemma*/tokenizer.json"))
+    if not found:
+        pytest.skip(f"no converted Gemma-3 backbone under {cache_dir() / 'backbones'} (created by "
+                    "the first use of the default model, e.g. `make demo`)")
+    return found[0]
+
+
+@pytest.mark.slow  # about 20 s: loads a 262,144-token tokenizer
+def test_token_vocab_of_gemma3_fits_anserini_token_length():
+    """Gemma 3's 262,144 tokens: 3 of them (ids 165-167) are longer than 255 characters
+    percent-encoded; every pseudo-token now fits, distinct and reversible."""
+    from urllib.parse import quote
+
+    from transformers import AutoTokenizer
+
+    from splare_lucene.vocab import TokenVocab
+
+    tokenizer = AutoTokenizer.from_pretrained(str(_gemma3_tokenizer_dir()))
+    vocab = TokenVocab(tokenizer)
+    raw = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    terms = [vocab.token(i) for i in range(len(tokenizer))]
+    assert [i for i, t in enumerate(raw) if len(quote(t, safe="")) > 255] == [165, 166, 167]
+    assert max(len(t) for t in terms) == 255 and len(set(terms)) == len(terms)
+    assert all(vocab.latent(terms[i]) == i for i in range(len(terms)))
+    assert sum(t != quote(r, safe="") for t, r in zip(terms, raw)) == 3
+
+
+def test_query_file_warns_about_queries_over_lucenes_clause_limit(tmp_path, caplog):
+    """encode-queries output is searched by Anserini/Pyserini CLIs in their own JVM, where
+    Lucene's 1024-clause limit holds: such queries are named in a warning."""
+    import logging
+
+    from splare_lucene.query_files import write_query_file
+    from splare_lucene.types import Query
+
+    class FakeEncoder:  # only what write_query_file uses
+        def encode_stream(self, texts, **kwargs):
+            for text in texts:
+                yield text, text
+
+        def terms(self, text):
+            n = 1500 if text == "long" else 3
+            return {f"f{i}": 1 for i in range(n)}
+
+    queries = [Query("q1", "short"), Query("q2", "long")]
+    with caplog.at_level(logging.WARNING, logger="splare_lucene.query_files"):
+        summary = write_query_file(FakeEncoder(), queries, tmp_path / "q.tsv", "anserini-tsv", progress=False)
+    assert summary.written == 2
+    warnings = [r.getMessage() for r in caplog.records if "maxClauseCount" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("1 queries have more than 1024") and "q2" in warnings[0]

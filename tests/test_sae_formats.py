@@ -133,8 +133,9 @@ def test_saelens_unsupported_normalize_activations(tmp_path):
 
 def test_saelens_unknown_architecture(tmp_path):
     _saelens_checkpoint(tmp_path, {"architecture": "gated"})
-    with pytest.raises(CheckpointError, match=r"must be one of \['jumprelu', 'standard', 'topk'\]; "
-                                              r"got 'gated'"):
+    with pytest.raises(CheckpointError, match=r"must be one of \['jumprelu', 'jumprelu_transcoder', "
+                                              r"'skip_transcoder', 'standard', 'topk', "
+                                              r"'transcoder'\]; got 'gated'"):
         load_sae(tmp_path)
 
 
@@ -341,3 +342,239 @@ def test_detect_fails_on_empty_dir(tmp_path):
                                               r"'llamascope', 'saelens', 'sparsify', "
                                               r"'splare-lucene'\]"):
         load_sae(tmp_path)
+
+
+# --------------------------------------------------------------------------- hook sites
+# Every loader records the site its SAE was trained on (SAEConfig.hook_site); check_site, run when
+# a model is built, refuses anything but the residual stream unless allow_any_site.
+
+from splare_lucene.errors import ConfigError  # noqa: E402
+from splare_lucene.sae.formats import check_site, parse_hook  # noqa: E402
+
+
+def _assert_refused(sae, site):
+    """check_site refuses ``sae`` naming its site and the override; the override accepts it."""
+    assert sae.config.hook_site == site
+    with pytest.raises(CheckpointError, match=rf"trained on '{site}' .*--allow-any-site"):
+        check_site(sae)
+    check_site(sae, allow_any_site=True)
+
+
+def _assert_accepted(sae, site, layer):
+    assert (sae.config.hook_site, sae.config.layer) == (site, layer)
+    check_site(sae)
+
+
+@pytest.mark.parametrize("hook, site, layer", [
+    ("blocks.4.hook_resid_post", "resid_post", 4),
+    ("blocks.4.hook_resid_pre", "resid_pre", 3),  # the input of block 4 is the output of block 3
+    ("blocks.0.hook_resid_pre", "embed", None),
+    ("blocks.4.hook_resid_mid", "resid_mid", 4),
+    ("blocks.4.hook_mlp_out", "mlp_out", 4),
+    ("blocks.4.hook_attn_out", "attn_out", 4),
+    ("blocks.4.attn.hook_z", "attn_z", 4),
+    ("blocks.4.ln2.hook_normalized", "mlp_in", 4),
+    ("blocks.4.mlp.hook_post", "other", 4),
+    ("hook_embed", "embed", None),
+    ("layers.6", "resid_post", 6),
+    ("model.layers.17.output", "resid_post", 17),
+    ("layers.6.mlp", "mlp_out", 6),
+    ("layers.0.self_attn", "attn_out", 0),
+    ("model.layers.17.post_feedforward_layernorm.output", "mlp_out", 17),
+    ("model.layers.17.self_attn.o_proj.input", "attn_z", 17),
+    ("embed_tokens", "embed", None),
+])
+def test_parse_hook(hook, site, layer):
+    point = parse_hook(hook)
+    assert (point.site, point.layer) == (site, layer)
+
+
+@pytest.mark.parametrize("hook", [None, "", "resid_stream", "blocks.4"])
+def test_parse_hook_unknown(hook):
+    assert parse_hook(hook) is None
+
+
+@pytest.mark.parametrize("hook, site", [
+    ("blocks.4.hook_resid_post", "resid_post"), ("blocks.5.hook_resid_pre", "resid_pre")])
+def test_saelens_residual_site_accepted(tmp_path, hook, site):
+    _saelens_checkpoint(tmp_path, {"architecture": "standard", "metadata": {"hook_name": hook}})
+    _assert_accepted(load_sae(tmp_path), site, 4)
+
+
+@pytest.mark.parametrize("hook, site", [
+    ("blocks.4.hook_mlp_out", "mlp_out"), ("blocks.4.hook_attn_out", "attn_out"),
+    ("blocks.4.attn.hook_z", "attn_z"), ("blocks.4.hook_resid_mid", "resid_mid")])
+def test_saelens_other_site_refused(tmp_path, hook, site):
+    # SAELens < 6 keeps the hook at the top level (hook_name, or hook_point before 3.0)
+    key = "hook_point" if site == "attn_z" else "hook_name"
+    _saelens_checkpoint(tmp_path, {"architecture": "standard", "metadata": None, key: hook})
+    _assert_refused(load_sae(tmp_path), site)
+
+
+def test_saelens_transcoder(tmp_path):
+    """A SAELens JumpReLU transcoder: its encoder does not subtract b_dec (the output bias)."""
+    t = _saelens_checkpoint(tmp_path, {"architecture": "jumprelu_transcoder", "apply_b_dec_to_input": False,
+                                       "metadata": {"hook_name": "blocks.4.ln2.hook_normalized",
+                                                    "hook_name_out": "blocks.4.hook_mlp_out"}})
+    sae = load_sae(tmp_path)
+    x = _inputs()
+    pre = x @ t["W_enc"] + t["b_enc"]
+    torch.testing.assert_close(sae.encode(x), _jumprelu(pre, t["threshold"]))
+    assert sae.config.layer == 4
+    _assert_refused(sae, "transcoder")
+
+
+def _gemmascope_at(directory):
+    directory.mkdir(parents=True)
+    np.savez(directory / "params.npz", **_gemma_tensors())
+    return directory
+
+
+@pytest.mark.parametrize("repo, site", [
+    ("gemma-scope-2b-pt-mlp", "mlp_out"), ("gemma-scope-9b-it-att", "attn_z"),
+    ("gemma-scope-2b-pt-transcoders", "transcoder"),
+    # the Hugging Face cache keeps the repository name: models--google--<repo>/snapshots/<hash>/
+    ("models--google--gemma-scope-2b-pt-mlp/snapshots/0123abc", "mlp_out")])
+def test_gemmascope_other_site_refused(tmp_path, repo, site):
+    directory = _gemmascope_at(tmp_path / repo / "layer_5" / "width_16k" / "average_l0_10")
+    _assert_refused(load_sae(directory / "params.npz"), site)
+
+
+@pytest.mark.parametrize("repo", ["gemma-scope-2b-pt-res", "models--google--gemma-scope-27b-pt-res/snapshots/x"])
+def test_gemmascope_residual_site_accepted(tmp_path, repo):
+    directory = _gemmascope_at(tmp_path / repo / "layer_5" / "width_16k" / "average_l0_10")
+    _assert_accepted(load_sae(directory), "resid_post", 5)
+
+
+def test_gemmascope_embedding_sae_refused(tmp_path):
+    directory = _gemmascope_at(tmp_path / "gemma-scope-2b-pt-res" / "embedding" / "width_4k" / "average_l0_6")
+    sae = load_sae(directory)
+    assert sae.config.layer is None
+    _assert_refused(sae, "embed")
+
+
+def test_unknown_site_warns_without_refusing(tmp_path, caplog):
+    """--local-dir without the repository name: the site is unknown; a warning says how to keep it."""
+    sae = load_sae(_gemmascope_at(tmp_path / "my-sae" / "layer_5" / "width_16k" / "average_l0_10"))
+    assert (sae.config.hook_site, sae.config.layer) == (None, 5)
+    with caplog.at_level("WARNING", logger="splare_lucene.sae.formats"):
+        check_site(sae)
+    assert "does not say which activation" in caplog.text and "gemma-scope-2b-pt-res" in caplog.text
+
+
+def _gemmascope2_at(directory, config=None):
+    p = {k: torch.from_numpy(v) for k, v in _gemma_tensors(seed=2).items()}
+    _save(directory / "params.safetensors", {"w_enc": p["W_enc"], "b_enc": p["b_enc"],
+                                             "threshold": p["threshold"], "b_dec": p["b_dec"]})
+    if config is not None:
+        _write_json(directory / "config.json", config)
+    return directory
+
+
+# Gemma Scope 2 config.json (google/gemma-scope-2-4b-pt <site>/layer_17_width_16k_l0_big/config.json)
+_GS2 = {"width": N, "model_name": "google/gemma-3-4b-pt", "architecture": "jump_relu", "l0": 150,
+        "affine_connection": False}
+
+
+@pytest.mark.parametrize("folder, config, site", [
+    ("mlp_out", None, "mlp_out"), ("attn_out_all", None, "attn_out"), ("transcoder_all", None, "transcoder"),
+    ("mlp_out", {**_GS2, "type": "sae", "hf_hook_point_in": "model.layers.7.post_feedforward_layernorm.output",
+                 "hf_hook_point_out": "model.layers.7.post_feedforward_layernorm.output"}, "mlp_out"),
+    ("attn_out", {**_GS2, "type": "sae", "hf_hook_point_in": "model.layers.7.self_attn.o_proj.input",
+                  "hf_hook_point_out": "model.layers.7.self_attn.o_proj.input"}, "attn_z"),
+    # config.json decides when the folder was renamed
+    ("renamed", {**_GS2, "type": "transcoder",
+                 "hf_hook_point_in": "model.layers.7.pre_feedforward_layernorm.output",
+                 "hf_hook_point_out": "model.layers.7.post_feedforward_layernorm.output"}, "transcoder"),
+])
+def test_gemmascope2_other_site_refused(tmp_path, folder, config, site):
+    directory = _gemmascope2_at(tmp_path / folder / "layer_7_width_16k_l0_big", config)
+    sae = load_sae(directory)
+    assert sae.config.layer == 7
+    _assert_refused(sae, site)
+
+
+@pytest.mark.parametrize("folder, config", [
+    ("resid_post", None), ("resid_post_all", None),
+    ("renamed", {**_GS2, "type": "sae", "hf_hook_point_in": "model.layers.7.output",
+                 "hf_hook_point_out": "model.layers.7.output"})])
+def test_gemmascope2_residual_site_accepted(tmp_path, folder, config):
+    directory = _gemmascope2_at(tmp_path / folder / "layer_7_width_16k_l0_big", config)
+    _assert_accepted(load_sae(directory / "params.safetensors"), "resid_post", 7)
+
+
+@pytest.mark.parametrize("folder, hp, site", [
+    ("Llama3_1-8B-Base-L3A-8x", {"hook_point_in": "blocks.3.hook_attn_out",
+                                 "hook_point_out": "blocks.3.hook_attn_out"}, "attn_out"),
+    ("Llama3_1-8B-Base-L3M-8x", {"hook_point_in": "blocks.3.hook_mlp_out",
+                                 "hook_point_out": "blocks.3.hook_mlp_out"}, "mlp_out"),
+    ("Llama3_1-8B-Base-L3TC-8x", {"hook_point_in": "blocks.3.ln2.hook_normalized",
+                                  "hook_point_out": "blocks.3.hook_mlp_out"}, "transcoder"),
+    ("Llama3_1-8B-Base-L3M-8x", {"hook_point_in": None, "hook_point_out": None}, "mlp_out"),  # the folder says
+])
+def test_llamascope_other_site_refused(tmp_path, folder, hp, site):
+    _llamascope_checkpoint(tmp_path / folder, **hp)
+    sae = load_sae(tmp_path / folder)
+    assert sae.config.layer == 3
+    _assert_refused(sae, site)
+
+
+@pytest.mark.parametrize("folder, hp", [
+    ("Llama3_1-8B-Base-L3R-8x", {}),
+    ("L3R", {"hook_point_in": None, "hook_point_out": None}),  # Llama-Scope-R1-Distill folders
+])
+def test_llamascope_residual_site_accepted(tmp_path, folder, hp):
+    _llamascope_checkpoint(tmp_path / folder, **hp)
+    _assert_accepted(load_sae(tmp_path / folder), "resid_post", 3)
+
+
+@pytest.mark.parametrize("hookpoint, site", [
+    ("layers.6.mlp", "mlp_out"), ("layers.6.self_attn", "attn_out"), ("embed_tokens", "embed")])
+def test_sparsify_other_site_refused(tmp_path, hookpoint, site):
+    _sparsify_checkpoint(tmp_path / hookpoint)
+    _assert_refused(load_sae(tmp_path / hookpoint), site)
+
+
+def test_sparsify_transcoder(tmp_path):
+    """transcode: true loads (no b_dec subtraction, as sparsify's encode) and is refused."""
+    t = _sparsify_checkpoint(tmp_path / "layers.6.mlp", transcode=True, skip_connection=True)
+    sae = load_sae(tmp_path / "layers.6.mlp")
+    x = _inputs()
+    torch.testing.assert_close(sae.encode(x), _topk_relu(x @ t["encoder.weight"].T + t["encoder.bias"], K))
+    assert sae.config.layer == 6
+    _assert_refused(sae, "transcoder")
+
+
+def test_sparsify_residual_site_accepted(tmp_path):
+    _sparsify_checkpoint(tmp_path / "layers.6")
+    _assert_accepted(load_sae(tmp_path / "layers.6"), "resid_post", 6)
+
+
+def test_native_hook_site_round_trips(tmp_path):
+    sae = _native_sae()
+    config = SAEConfig.from_dict({**sae.config.to_dict(), "hook_site": "mlp_out"})
+    assert SAEConfig.from_dict(config.to_dict()) == config and config.to_dict()["hook_site"] == "mlp_out"
+    save_native(build_sae(config, sae.tensors()), tmp_path)
+    _assert_refused(load_sae(tmp_path), "mlp_out")
+
+
+def test_native_config_without_hook_site_reads_as_unknown(tmp_path):
+    """sae_config.json files written before hook_site existed (the shipped default model's)."""
+    save_native(_native_sae(), tmp_path)
+    obj = json.loads((tmp_path / "sae_config.json").read_text())
+    del obj["hook_site"]
+    (tmp_path / "sae_config.json").write_text(json.dumps(obj))
+    assert load_sae(tmp_path).config.hook_site is None
+
+
+def test_hook_site_is_validated():
+    with pytest.raises(ConfigError, match=r"hook_site must be one of \['resid_post', .*got 'residual'"):
+        SAEConfig("relu", D, N, hook_site="residual")
+
+
+def test_train_sae_output_records_resid_post():
+    from splare_lucene.train.sae import TopKTrainingSAE
+
+    sae = TopKTrainingSAE(D, N, K, 1.0, torch.zeros(D)).to_inference(layer=3)
+    assert (sae.config.hook_site, sae.config.layer) == ("resid_post", 3)
+    check_site(sae)

@@ -3,6 +3,7 @@ InfoNCE training with LoRA, saving a loadable model directory, and resuming a ch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from splare_lucene.encoder import SplareEncoder
 from splare_lucene.errors import ConfigError, InputError
 from splare_lucene.train import trainer as trainer_mod
 from splare_lucene.train.data import load_examples
-from splare_lucene.train.trainer import TrainConfig, train
+from splare_lucene.train.trainer import TrainConfig, recipe_config, train
 
 from conftest import DEMO_DIR, read_jsonl
 
@@ -215,3 +216,143 @@ def test_auto_temperature_is_chosen_once_and_reported(tiny_model, tmp_path):
     report = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, tmp_path / "o",
                    progress=False)
     assert report["temperature"] > 0 and report["loss"] == "infonce"
+
+
+# -- recipes, temperature and precision ---------------------------------------------------------
+
+def _train_args(*argv: str):
+    import argparse
+
+    from splare_lucene.cli import train as train_cli
+
+    parser = argparse.ArgumentParser()
+    train_cli.add_arguments(parser)
+    args = parser.parse_args(["--data", "d.jsonl", "--output", "out", *argv])
+    return recipe_config(args.recipe, **train_cli.config_overrides(args))
+
+
+def test_paper_recipe_has_the_papers_values():
+    cfg = recipe_config("paper")
+    assert (cfg.loss, cfg.lora_rank, cfg.lora_alpha, cfg.lr, cfg.warmup_fraction) == ("kl", 64, 128, 5e-5, 0.01)
+    assert (cfg.flops_query, cfg.flops_doc, cfg.negatives, cfg.epochs, cfg.max_steps) == (1e-4, 1e-4, 8, 1, 0)
+    assert (cfg.query_max_length, cfg.doc_max_length) == (128, 128)
+    assert (cfg.batch_size, cfg.grad_accum, cfg.effective_batch_size) == (8, 16, 128)
+    assert cfg.temperature is None  # from the SAE family when training starts
+    assert _train_args("--recipe", "paper") == cfg
+
+
+def test_explicit_settings_override_the_recipe():
+    cfg = _train_args("--recipe", "paper", "--batch-size", "4", "--lr", "1e-3", "--temperature", "20")
+    assert (cfg.batch_size, cfg.grad_accum, cfg.lr, cfg.temperature, cfg.lora_rank) == (4, 32, 1e-3, 20.0, 64)
+    assert _train_args("--recipe", "paper", "--grad-accum", "2").effective_batch_size == 16
+    assert _train_args("--recipe", "paper", "--effective-batch-size", "32").grad_accum == 4
+    assert _train_args("--batch-size", "4", "--effective-batch-size", "32").grad_accum == 8
+    assert _train_args("--recipe", "paper", "--loss", "infonce", "--no-in-batch").in_batch_negatives is False
+    with pytest.raises(ConfigError, match="not a multiple of the micro-batch 12"):
+        _train_args("--recipe", "paper", "--batch-size", "12")
+    with pytest.raises(ConfigError, match="give one of the last two"):
+        _train_args("--batch-size", "4", "--grad-accum", "2", "--effective-batch-size", "32")
+    with pytest.raises(ConfigError, match=r"recipe must be one of \['default', 'paper'\]; got 'papr'"):
+        recipe_config("papr")
+
+
+def test_default_recipe_keeps_the_old_defaults():
+    cfg = _train_args()
+    assert (cfg.loss, cfg.lora_rank, cfg.lora_alpha, cfg.batch_size, cfg.grad_accum, cfg.negatives) == \
+        ("auto", 16, 32, 16, 1, 1)
+    assert (cfg.query_max_length, cfg.doc_max_length, cfg.lr, cfg.flops_warmup_fraction) == (32, 128, 5e-5, 0.3)
+    assert cfg.temperature is None  # no longer a silent 1.0
+
+
+def test_makefile_train_recipe_resolves_to_the_shipped_default_config():
+    """`make default-model` passes TRAIN_RECIPE to `train`: with recipes and None-defaulted flags
+    it must still resolve to every setting the shipped default was trained with."""
+    import re
+    import shlex
+
+    from conftest import REPO
+
+    text = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    words = shlex.split(re.search(r"^TRAIN_RECIPE\s*=\s*(.+)$", text, re.M).group(1))
+    for drop in ("--threads", "--max-queries"):  # not training settings
+        i = words.index(drop)
+        del words[i:i + 2]
+    shipped = json.loads((REPO / "splare_lucene/assets/default/train_report.json").read_text())["config"]
+    resolved = dataclasses.asdict(_train_args(*words))
+    resolved["target_modules"] = list(resolved["target_modules"])
+    assert resolved == shipped
+
+
+def test_family_temperature_follows_the_sae_source():
+    from types import SimpleNamespace
+
+    from splare_lucene.train.trainer import family_temperature
+
+    def stub(source=None, representation="sae"):
+        head = SimpleNamespace(config=SimpleNamespace(source=source))
+        return SimpleNamespace(config=SimpleNamespace(representation=representation), head=head)
+
+    assert family_temperature(stub("llamascope"))[0] == 80.0
+    assert family_temperature(stub("gemmascope"))[0] == 50.0 and family_temperature(stub("gemmascope2"))[0] == 50.0
+    assert family_temperature(stub(representation="vocab"))[0] == 10.0
+    assert family_temperature(stub("saelens")) == (0.0, "auto: no paper temperature for 'saelens' SAEs")
+
+
+def test_default_temperature_comes_from_the_sae_family(tiny_model, tmp_path):
+    examples = load_examples(str(_write_examples(tmp_path / "ex.jsonl")), 1, seed=0)
+    enc = SplareEncoder.from_pretrained(tiny_model, device="cpu")
+    enc.head.config = dataclasses.replace(enc.head.config, source="llamascope")  # as a Llama Scope SAE loads
+    report = train(enc, examples, TrainConfig(batch_size=4, max_steps=1, lora_rank=4, save_every=0),
+                   tmp_path / "o", progress=False, recipe="default")
+    assert report["temperature"] == 80.0 and report["config"]["temperature"] == 80.0
+    assert report["temperature_source"] == "paper: llamascope SAE" and report["recipe"] == "default"
+    assert report["effective_batch_size"] == 4 and report["dtype"] == "float32"
+
+
+def test_bf16_training_computes_scores_and_losses_in_float32(tiny_model, tmp_path, monkeypatch):
+    examples = load_examples(str(_write_examples(tmp_path / "ex.jsonl")), 1, seed=0)
+    enc = SplareEncoder.from_pretrained(tiny_model, device="cpu", dtype="bfloat16")
+    assert enc.backbone.model.dtype == torch.bfloat16
+    pooled = enc.pooled
+    # on an accelerator a head may return vectors in the backbone's dtype (the vocabulary head does)
+    monkeypatch.setattr(enc, "pooled", lambda *a, **k: pooled(*a, **k).to(torch.bfloat16))
+    seen = []
+    for name in ("candidate_scores", "kl_distillation", "flops"):
+        def recorded(*args, _real=getattr(trainer_mod, name), _name=name, **kwargs):
+            out = _real(*args, **kwargs)
+            seen.append((_name, out.dtype))
+            return out
+
+        monkeypatch.setattr(trainer_mod, name, recorded)
+    cfg = TrainConfig(batch_size=4, grad_accum=2, max_steps=1, lora_rank=4, temperature=10.0, save_every=0)
+    report = train(enc, examples, cfg, tmp_path / "o", progress=False)
+    assert {n for n, _ in seen} == {"candidate_scores", "kl_distillation", "flops"}
+    assert all(dtype == torch.float32 for _, dtype in seen), seen
+    assert report["dtype"] == "bfloat16" and report["effective_batch_size"] == 8
+    # peft keeps the adapter in float32 on a bf16 backbone (docs/training.md says so)
+    assert all(p.dtype == torch.float32 for n, p in enc.peft_model.named_parameters() if "lora_" in n)
+    assert np.isfinite(report["history"][0]["loss"])
+
+
+def test_sae_runs_in_float32_beside_a_bf16_backbone_off_cpu(tiny_model, monkeypatch):
+    from splare_lucene import backbone as backbone_mod
+
+    # "cpu:0" stands for an accelerator: any device name but "cpu" took the old backbone-dtype path
+    monkeypatch.setattr(backbone_mod, "pick_device", lambda name: "cpu:0")
+    enc = SplareEncoder.from_pretrained(tiny_model, dtype="bfloat16")
+    assert enc.backbone.model.dtype == torch.bfloat16 and enc.head.W_enc.dtype == torch.float32
+    assert enc.encode(["bees pollinate flowers"], "query")[0].nnz > 0
+
+
+def test_dtype_auto_is_bf16_on_cuda_where_supported(monkeypatch):
+    from splare_lucene.backbone import resolve_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_dtype("auto", "cuda") == "bfloat16"
+    assert resolve_dtype("auto", "cpu") == "float32" and resolve_dtype("auto", "mps") == "float32"
+    assert resolve_dtype("float16", "cuda") == "float16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. a T4 or V100
+    assert resolve_dtype("auto", "cuda") == "float32"
+    with pytest.raises(ConfigError, match=r"dtype must be one of \['auto', 'float32'"):
+        resolve_dtype("fp8", "cuda")

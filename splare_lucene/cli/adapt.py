@@ -31,12 +31,13 @@ def run(args) -> int:
     from ..corpus import read_documents
     from ..encoder import resolve_model_dir
     from ..errors import ConfigError
-    from ..train.mntp import MNTPConfig, adapt_bidirectional
+    from ..train.mntp import MNTPConfig, adapt_bidirectional, check_adaptable
 
     source = resolve_model_dir(args.model)
     config = SplareConfig.load(source)
     if config.adapter or config.mntp_adapter:
         raise ConfigError(f"{args.model} already has adapters; adapt a model made by `assemble`")
+    check_adaptable(config.backbone, source)  # before --overwrite removes anything
     out = check_output(args.output, args.overwrite, "model directory")
     cfg = MNTPConfig(steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
                      mask_ratio=args.mask_ratio, lr=args.lr, lora_rank=args.lora_rank, seed=args.seed)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
+from ..vocab import LUCENE_DEFAULT_MAX_CLAUSES
 from .common import check_output
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,14 +21,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool-special-tokens", action="store_true")
     p.add_argument("--query-max-length", type=int, default=64)
     p.add_argument("--doc-max-length", type=int, default=512)
-    p.add_argument("--query-top-k", type=int, default=40)
+    p.add_argument("--query-top-k", type=int, default=40,
+                   help="latents kept per query (0: every non-zero one; the paper keeps 40)")
     p.add_argument("--doc-top-k", type=int, default=400)
     p.add_argument("--query-prefix", default="")
     p.add_argument("--doc-prefix", default="")
     p.add_argument("--quantization-scale", type=float, default=100.0)
     p.add_argument("--sae-dtype", choices=["float32", "bfloat16", "float16"],
                    help="store the SAE encoder in this dtype (float16 halves the size)")
+    p.add_argument("--allow-any-site", action="store_true",
+                   help="use an SAE trained on another site than the residual stream (MLP or "
+                        "attention output, transcoder) on the residual stream anyway")
     p.add_argument("--overwrite", action="store_true")
+
+
+def warn_query_top_k(top_k: int) -> None:
+    """Log what a query top-k of 0 (no cut) or above Lucene's default clause limit means."""
+    if top_k == 0:
+        what = "0 (no cut): every non-zero latent becomes a query term"
+    elif top_k > LUCENE_DEFAULT_MAX_CLAUSES:
+        what = f"{top_k}, above Lucene's default limit of {LUCENE_DEFAULT_MAX_CLAUSES} query terms"
+    else:
+        return
+    logger.warning(
+        "query top-k is %s. An untrained SPLARE model gives thousands of non-zero latents per "
+        "query, so search is slow; `splare-lucene search`/`evaluate` and the Python API raise "
+        "Lucene's clause limit to the model's width, but Anserini's SearchCollection and "
+        "Pyserini's command line refuse queries of more than %d terms (TooManyClauses). Pass "
+        "--query-top-k 40 (the paper's) to cut queries.", what, LUCENE_DEFAULT_MAX_CLAUSES)
 
 
 def run(args) -> int:
@@ -32,8 +56,9 @@ def run(args) -> int:
     from ..encoder import SplareEncoder
 
     check_output(args.output, args.overwrite, "model directory")
+    warn_query_top_k(args.query_top_k)
     encoder = SplareEncoder.from_components(
-        args.backbone, args.sae, args.layer, device="cpu",
+        args.backbone, args.sae, args.layer, device="cpu", allow_any_site=args.allow_any_site,
         bidirectional=args.bidirectional, pool_special_tokens=args.pool_special_tokens,
         query=TextSide(args.query_max_length, args.query_top_k, args.query_prefix),
         document=TextSide(args.doc_max_length, args.doc_top_k, args.doc_prefix),

@@ -9,10 +9,16 @@ from pathlib import Path
 from ..errors import ConfigError
 
 
-def add_runtime(p: argparse.ArgumentParser) -> None:
+def add_runtime(p: argparse.ArgumentParser, *, batch_size_default: int | None = 16,
+                batch_size_help: str = "texts per forward pass") -> None:
+    """--device, --dtype and --batch-size. ``--dtype auto`` (the default) is resolved once the
+    device is known (``backbone.resolve_dtype``): bfloat16 on CUDA GPUs that support it, float32
+    on CPU and MPS."""
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--batch-size", type=int, default=16, help="texts per forward pass")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="backbone weights and activations (default auto: bfloat16 on CUDA where "
+                   "supported, else float32); the SAE, scores and losses stay float32")
+    p.add_argument("--batch-size", type=int, default=batch_size_default, help=batch_size_help)
 
 
 def add_model(p: argparse.ArgumentParser) -> None:

@@ -1,10 +1,26 @@
-"""splare-lucene train: fine-tune a SPLARE (or vocabulary SPLADE) model with LoRA."""
+"""splare-lucene train: fine-tune a SPLARE (or vocabulary SPLADE) model with LoRA.
+
+Training settings come from a named recipe (``--recipe default|paper``); a flag given on the
+command line overrides the recipe's value. Every such flag therefore defaults to None here, and
+the recipe (then TrainConfig's defaults) fills in what was not given.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from .common import add_runtime
+
+# --flag dest -> TrainConfig field, for the flags a recipe may set
+CONFIG_FLAGS = {
+    "loss": "loss", "temperature": "temperature", "negatives": "negatives", "lora_rank": "lora_rank",
+    "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "lr": "lr", "warmup": "warmup_fraction",
+    "epochs": "epochs", "max_steps": "max_steps", "batch_size": "batch_size", "grad_accum": "grad_accum",
+    "effective_batch_size": "effective_batch_size", "query_max_length": "query_max_length",
+    "doc_max_length": "doc_max_length", "flops_query": "flops_query", "flops_doc": "flops_doc",
+    "flops_warmup": "flops_warmup_fraction", "train_top_k": "train_top_k",
+    "gradient_checkpointing": "gradient_checkpointing", "save_every": "save_every", "seed": "seed",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,40 +36,65 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="model directory to write")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--loss", default="auto", choices=["auto", "kl", "infonce"])
-    p.add_argument("--temperature", type=float, default=1.0, help="student temperature (KL) / InfoNCE")
-    p.add_argument("--no-in-batch", action="store_true", help="InfoNCE without in-batch negatives")
-    p.add_argument("--negatives", type=int, default=1, help="hard negatives per query")
-    p.add_argument("--max-queries", type=int, help="use at most this many training queries")
-    p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--lora-alpha", type=int, default=32)
-    p.add_argument("--lora-dropout", type=float, default=0.0)
-    p.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--warmup", type=float, default=0.01, help="warm-up fraction of the steps")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=0)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--query-max-length", type=int, default=32)
-    p.add_argument("--doc-max-length", type=int, default=128)
-    p.add_argument("--flops-query", type=float, default=1e-4)
-    p.add_argument("--flops-doc", type=float, default=1e-4)
-    p.add_argument("--flops-warmup", type=float, default=0.3, help="FLOPS warm-up fraction of the steps")
-    p.add_argument("--train-top-k", action="store_true",
+    p.add_argument("--recipe", default="default", choices=["default", "paper"],
+                   help="named settings; the flags below override them. paper: KL, LoRA rank 64, lr 5e-5, "
+                   "warm-up 1%%, FLOPS 1e-4 each, 128 queries x 8 negatives per step (micro-batch 8 x "
+                   "16 accumulation), length 128, 1 epoch. default: the toolkit's defaults (shown below)")
+    g = p.add_argument_group("training settings (default: the recipe's value)")
+    g.add_argument("--loss", choices=["auto", "kl", "infonce"], help="auto: KL when the data has teacher "
+                   "scores, else InfoNCE (default recipe: auto; paper: kl)")
+    g.add_argument("--temperature", type=float,
+                   help="student temperature (KL) / InfoNCE temperature; 0: automatic, from the first "
+                   "batch's score spread. Default: the paper's for the head: 80 Llama Scope, 50 Gemma "
+                   "Scope (1 and 2), 10 vocabulary head; automatic (logged) for other SAEs")
+    g.add_argument("--no-in-batch", action="store_true", help="InfoNCE without in-batch negatives")
+    g.add_argument("--negatives", type=int, help="hard negatives per query (default 1; paper 8)")
+    g.add_argument("--max-queries", type=int, help="use at most this many training queries")
+    g.add_argument("--lora-rank", type=int, help="default 16; paper 64")
+    g.add_argument("--lora-alpha", type=int, help="default 32; paper recipe 128 (2 x rank; the paper gives none)")
+    g.add_argument("--lora-dropout", type=float, help="default 0")
+    g.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+    g.add_argument("--lr", type=float, help="default 5e-5 (as the paper)")
+    g.add_argument("--warmup", type=float, help="warm-up fraction of the steps (default 0.01, as the paper)")
+    g.add_argument("--epochs", type=int, help="default 1 (as the paper)")
+    g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (default 0: the epochs)")
+    g.add_argument("--grad-accum", type=int,
+                   help="micro-batches per optimizer step (default 1; paper: --effective-batch-size / --batch-size)")
+    g.add_argument("--effective-batch-size", type=int,
+                   help="queries per optimizer step; sets --grad-accum to this / --batch-size (paper 128)")
+    g.add_argument("--query-max-length", type=int, help="training query length in tokens (default 32; paper 128)")
+    g.add_argument("--doc-max-length", type=int, help="training document length in tokens (default 128)")
+    g.add_argument("--flops-query", type=float, help="default 1e-4 (as the paper)")
+    g.add_argument("--flops-doc", type=float, help="default 1e-4 (as the paper)")
+    g.add_argument("--flops-warmup", type=float, help="FLOPS warm-up fraction of the steps (default 0.3)")
+    g.add_argument("--train-top-k", action="store_true", default=None,
                    help="apply the inference top-k (query/document) while training, not only at inference")
-    p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps (resumable)")
+    g.add_argument("--gradient-checkpointing", action="store_true", default=None)
+    g.add_argument("--save-every", type=int, help="checkpoint every N steps, resumable (default 50)")
+    g.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--threads", type=int, default=1, help="BM25 mining threads")
-    p.add_argument("--seed", type=int, default=0)
-    add_runtime(p)
+    add_runtime(p, batch_size_default=None,
+                batch_size_help="queries per micro-batch, each with 1 + --negatives documents "
+                "(default 16; paper recipe 8: lower it if a step does not fit in memory)")
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The TrainConfig settings given explicitly on the command line (flags left at None are not)."""
+    overrides = {field: getattr(args, dest) for dest, field in CONFIG_FLAGS.items()
+                 if getattr(args, dest, None) is not None}
+    if args.no_in_batch:
+        overrides["in_batch_negatives"] = False
+    overrides["target_modules"] = tuple(t for t in args.target_modules.split(",") if t)
+    return overrides
 
 
 def run(args) -> int:
+    import logging
     from pathlib import Path
 
     from ..errors import ConfigError
     from ..train.data import load_examples
-    from ..train.trainer import TrainConfig, train
+    from ..train.trainer import recipe_config, train
 
     if args.model and args.vocab_backbone:
         raise ConfigError("give one of --model (SPLARE) or --vocab-backbone (SPLADE baseline), not both")
@@ -62,16 +103,10 @@ def run(args) -> int:
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise ConfigError(f"model directory {out} already exists; pass --overwrite to replace it")
-    cfg = TrainConfig(loss=args.loss, temperature=args.temperature, in_batch_negatives=not args.no_in_batch,
-                      lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                      target_modules=tuple(t for t in args.target_modules.split(",") if t),
-                      lr=args.lr, warmup_fraction=args.warmup, epochs=args.epochs, max_steps=args.max_steps,
-                      batch_size=args.batch_size, grad_accum=args.grad_accum, negatives=args.negatives,
-                      query_max_length=args.query_max_length, doc_max_length=args.doc_max_length,
-                      flops_query=args.flops_query, flops_doc=args.flops_doc, flops_warmup_fraction=args.flops_warmup,
-                      train_top_k=args.train_top_k, gradient_checkpointing=args.gradient_checkpointing, save_every=args.save_every, seed=args.seed)
-    examples = load_examples(args.data, args.negatives, split=args.split, max_queries=args.max_queries,
-                             seed=args.seed, threads=args.threads)
+    cfg = recipe_config(args.recipe, **config_overrides(args))
+    logging.getLogger(__name__).info("recipe %s: %s", args.recipe, cfg)
+    examples = load_examples(args.data, cfg.negatives, split=args.split, max_queries=args.max_queries,
+                             seed=cfg.seed, threads=args.threads)
     from ..encoder import SplareEncoder
 
     if args.model:
@@ -79,7 +114,7 @@ def run(args) -> int:
                                                 without_adapter=True)
     else:
         encoder = SplareEncoder.vocabulary(args.vocab_backbone, args.vocab_layer, device=args.device, dtype=args.dtype)
-    report = train(encoder, examples, cfg, out, resume=not args.no_resume)
+    report = train(encoder, examples, cfg, out, resume=not args.no_resume, recipe=args.recipe)
     last = report["history"][-1] if report["history"] else {}
     print(f"trained {report['steps']} steps ({report['loss']}); last: {last}; model written to {out}")
     return 0

@@ -13,10 +13,11 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import CheckpointError, ConfigError
 from . import build_sae
-from .config import SAEConfig
+from .config import HOOK_SITES, RESIDUAL_SITES, SAEConfig
 
 logger = logging.getLogger(__name__)
 
@@ -123,37 +124,178 @@ def _vector_len(tensors: dict, file: Path, name: str, label: str) -> int:
     return len(tensors[name])
 
 
-# (pattern, offset): the backbone layer whose output (transformers hidden_states[L+1]) a hook reads.
-_HOOK_LAYERS = (
-    (re.compile(r"^blocks\.(\d+)\.hook_resid_post$"), 0),  # TransformerLens: output of block L
-    (re.compile(r"^blocks\.(\d+)\.hook_resid_pre$"), -1),  # input of block L = output of L-1
-    (re.compile(r"^(?:model\.)?layers\.(\d+)$"), 0),  # transformers module name (sparsify)
-)
+# ---------------------------------------------------------------------------------------------
+# Hook sites: which activation an SAE was trained on (SAEConfig.hook_site) and its layer.
+
+
+class HookPoint(NamedTuple):
+    """A parsed hook name: the site (a ``HOOK_SITES`` key) and the block index in the name."""
+
+    site: str
+    block: int | None
+
+    @property
+    def layer(self) -> int | None:
+        """The toolkit's layer (the residual stream after block ``layer``, hidden_states[L+1]).
+
+        ``resid_pre`` of block L is the output of block L-1. For other sites, the block itself:
+        with ``--allow-any-site`` the SAE then reads the residual stream after that block."""
+        if self.block is None:
+            return None
+        layer = self.block - 1 if self.site == "resid_pre" else self.block
+        return layer if layer >= 0 else None
+
+
+# TransformerLens hook names (SAELens cfg.json hook_name, Llama Scope hook_point_in): suffix -> site
+_TL_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+_TL_SITES = {
+    "hook_resid_post": "resid_post", "hook_resid_pre": "resid_pre", "hook_resid_mid": "resid_mid",
+    "hook_mlp_out": "mlp_out", "hook_attn_out": "attn_out", "attn.hook_z": "attn_z",
+    "ln2.hook_normalized": "mlp_in", "hook_mlp_in": "mlp_in", "mlp.hook_in": "mlp_in",
+}
+# transformers module names (sparsify hookpoint folders, Gemma Scope 2 hf_hook_point_in):
+# [model.|transformer.|gpt_neox.|language_model.]*(layers|h).L[.submodule][.output|.input]
+_HF_HOOK = re.compile(r"^(?:(?:model|transformer|gpt_neox|language_model)\.)*(?:layers|h)\.(\d+)"
+                      r"((?:\.[A-Za-z_][\w]*)*)$")
+_HF_SITES = {
+    "": "resid_post", ".output": "resid_post",
+    ".mlp": "mlp_out", ".mlp.output": "mlp_out",
+    ".post_feedforward_layernorm": "mlp_out", ".post_feedforward_layernorm.output": "mlp_out",
+    ".self_attn": "attn_out", ".self_attn.output": "attn_out", ".attention": "attn_out",
+    ".attn": "attn_out", ".self_attn.o_proj.input": "attn_z",
+    ".pre_feedforward_layernorm": "mlp_in", ".pre_feedforward_layernorm.output": "mlp_in",
+}
+_EMBED_HOOKS = {"hook_embed", "embed_tokens", "model.embed_tokens", "embedding"}
+
+
+def parse_hook(hook: str | None) -> HookPoint | None:
+    """A hook name -> its :class:`HookPoint`; None when empty or not recognised.
+
+    ``blocks.12.hook_resid_post`` -> (resid_post, 12); ``blocks.12.hook_mlp_out`` -> (mlp_out, 12);
+    ``layers.6`` / ``model.layers.6.output`` -> (resid_post, 6); ``layers.6.mlp`` -> (mlp_out, 6);
+    ``hook_embed`` -> (embed, None).
+    """
+    if not hook:
+        return None
+    hook = hook.strip()
+    if hook in _EMBED_HOOKS:
+        return HookPoint("embed", None)
+    match = _TL_HOOK.match(hook)
+    if match:
+        site, block = _TL_SITES.get(match.group(2), "other"), int(match.group(1))
+        if site == "resid_pre" and block == 0:  # the input of block 0: the token embeddings
+            return HookPoint("embed", None)
+        return HookPoint(site, block)
+    match = _HF_HOOK.match(hook)
+    if match:
+        return HookPoint(_HF_SITES.get(match.group(2), "other"), int(match.group(1)))
+    return None
 
 
 def layer_from_hook(hook: str | None) -> int | None:
     """``blocks.L.hook_resid_post`` / ``layers.L`` -> L; None (with a warning) when unknown."""
-    if not hook:
+    point = parse_hook(hook)
+    if point is None:
+        if hook:
+            logger.warning("cannot tell the site or the layer of SAE hook %r (expected names like "
+                           "blocks.L.hook_resid_post or layers.L): the SAE may not read the residual "
+                           "stream, and its layer is not checked against the model's", hook)
         return None
-    for pattern, offset in _HOOK_LAYERS:
-        match = pattern.match(hook)
-        if match and int(match.group(1)) + offset >= 0:
-            return int(match.group(1)) + offset
-    logger.warning("cannot tell the layer from SAE hook %r (expected blocks.L.hook_resid_post or "
-                   "layers.L): the SAE may not read the residual stream, and its layer is not "
-                   "checked against the model's", hook)
-    return None
+    return point.layer
+
+
+def _site_from_hook(hook: str | None, where) -> tuple[str | None, int | None]:
+    """(hook_site, layer) read from a hook name; (None, None) with a warning when unknown."""
+    point = parse_hook(hook)
+    if point is None:
+        layer_from_hook(hook)  # the warning
+        return None, None
+    logger.debug("%s: hook %r is site %s, layer %s", where, hook, point.site, point.layer)
+    return point.site, point.layer
+
+
+def _path_parts(path: Path) -> list[str]:
+    """The components of ``path``, innermost first, names kept.
+
+    abspath, not resolve: the Hugging Face cache links files to blobs/<hash>, losing the names."""
+    return list(reversed(Path(os.path.abspath(path)).parts))
 
 
 def _layer_from_path(path: Path) -> int | None:
     """Gemma Scope keeps the layer in the path: ``layer_12/width_16k/...`` (Gemma Scope) or
     ``layer_12_width_16k_l0_medium`` (Gemma Scope 2)."""
-    # abspath, not resolve: the Hugging Face cache links files to blobs/<hash>, losing the names.
-    for part in reversed(Path(os.path.abspath(path)).parts):
+    for part in _path_parts(path):
         match = re.match(r"^layer_(\d+)(?:_|$)", part)
         if match:
             return int(match.group(1))
     return None
+
+
+# Gemma Scope 1 repositories name the site: google/gemma-scope-2b-pt-res, -mlp, -att, -transcoders
+# (the Hugging Face cache keeps it as models--google--gemma-scope-2b-pt-res). SAELens maps -att to
+# blocks.L.attn.hook_z and -transcoders to ln2.hook_normalized -> hook_mlp_out
+# (sae_lens/loading/pretrained_sae_loaders.py, get_gemma_2_config_from_hf).
+_GEMMASCOPE_REPO = re.compile(r"gemma-scope-\d+b-(?:pt|it)-(res|mlp|att|transcoders)(?![a-z])")
+_GEMMASCOPE_SITES = {"res": "resid_post", "mlp": "mlp_out", "att": "attn_z", "transcoders": "transcoder"}
+
+
+def _gemmascope_site(path: Path) -> str | None:
+    parts = _path_parts(path)
+    if "embedding" in parts:  # gemma-scope-*-res/embedding/width_4k/...: the token embeddings
+        return "embed"
+    for part in parts:
+        match = _GEMMASCOPE_REPO.search(part)
+        if match:
+            return _GEMMASCOPE_SITES[match.group(1)]
+    return None
+
+
+# Gemma Scope 2 (google/gemma-scope-2-*) keeps one folder per site: resid_post/, mlp_out/,
+# attn_out/, transcoder/ (and *_all/ for every layer), clt/, crosscoder/; each SAE folder also holds
+# a config.json with "type" (sae, transcoder, clt, crosscoder) and "hf_hook_point_in"
+# (model.layers.L.output, ...post_feedforward_layernorm.output, ...self_attn.o_proj.input).
+_GEMMASCOPE2_FOLDERS = {"resid_post": "resid_post", "mlp_out": "mlp_out", "attn_out": "attn_out",
+                        "transcoder": "transcoder", "clt": "transcoder", "crosscoder": "crosscoder"}
+_GEMMASCOPE2_TYPES = {"transcoder": "transcoder", "clt": "transcoder", "crosscoder": "crosscoder"}
+
+
+def _gemmascope2_site(path: Path, folder: Path) -> tuple[str | None, int | None]:
+    """(site, layer) from the SAE folder's config.json, else from the site folder's name."""
+    config = folder / "config.json"
+    if config.is_file():
+        cfg = _read_json(config)
+        kind = cfg.get("type")
+        if kind in _GEMMASCOPE2_TYPES:
+            return _GEMMASCOPE2_TYPES[kind], _layer_from_path(path)
+        site, layer = _site_from_hook(cfg.get("hf_hook_point_in"), config)
+        if site is not None:
+            return site, layer if layer is not None else _layer_from_path(path)
+    for part in _path_parts(path):
+        site = _GEMMASCOPE2_FOLDERS.get(part.removesuffix("_all"))
+        if site is not None:
+            return site, _layer_from_path(path)
+    return None, _layer_from_path(path)
+
+
+# Llama Scope folders end in L<layer><site>: Llama3_1-8B-Base-L26R-32x (R residual, A attention
+# output, M MLP output, TC transcoder), as in fnlp/Llama3_1-8B-Base-LX{R,A,M,TC}-{8x,32x}.
+_LLAMASCOPE_FOLDER = re.compile(r"(?:^|[-_])L(\d+)(TC|R|A|M)(?:[-_]|$)")
+_LLAMASCOPE_SITES = {"R": "resid_post", "A": "attn_out", "M": "mlp_out", "TC": "transcoder"}
+
+
+def _llamascope_site(hp: dict, directory: Path, where: Path) -> tuple[str | None, int | None]:
+    """(site, layer): hook_point_in (and hook_point_out: a transcoder maps one to another), else
+    the folder name."""
+    hook_in, hook_out = hp.get("hook_point_in"), hp.get("hook_point_out")
+    point = parse_hook(hook_in)
+    if hook_in and hook_out and hook_out != hook_in:
+        return "transcoder", point.block if point else None
+    if point is not None:
+        return point.site, point.layer
+    match = _LLAMASCOPE_FOLDER.search(Path(os.path.abspath(directory)).name)
+    if match:
+        return _LLAMASCOPE_SITES[match.group(2)], int(match.group(1))
+    return _site_from_hook(hook_in, where)
 
 
 def _has(path: Path, filename: str) -> bool:
@@ -200,10 +342,17 @@ def load_native(directory: Path, dtype=None):
     return sae
 
 
+# SAELens transcoders (sae_lens/saes/transcoder.py) encode like their SAE counterparts but never
+# subtract b_dec (it has the output's size): architecture -> ours.
+_SAELENS_TRANSCODERS = {"transcoder": "relu", "skip_transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
+
+
 def _saelens_activation(cfg: dict, where: Path) -> tuple[str, int | None]:
     """SAELens architecture (+ pre-6.0 activation_fn_str) -> (our architecture, k)."""
     kwargs = cfg.get("activation_fn_kwargs") or {}
     architecture = cfg.get("architecture", "standard")  # pre-6.0 configs may lack it
+    if architecture in _SAELENS_TRANSCODERS:
+        return _SAELENS_TRANSCODERS[architecture], None
     if architecture == "standard":
         # Before SAELens 6.0, TopK SAEs were "standard" with activation_fn_str "topk".
         activation = cfg.get("activation_fn", cfg.get("activation_fn_str", "relu"))
@@ -219,7 +368,8 @@ def _saelens_activation(cfg: dict, where: Path) -> tuple[str, int | None]:
             raise _unsupported(where, "rescale_acts_by_decoder_norm", True, [False])
         return "topk", cfg.get("k", kwargs.get("k"))
     raise CheckpointError(f"{where}: SAELens architecture must be one of "
-                          f"['jumprelu', 'standard', 'topk']; got {architecture!r}")
+                          f"{sorted(['jumprelu', 'standard', 'topk', *_SAELENS_TRANSCODERS])}; "
+                          f"got {architecture!r}")
 
 
 def load_saelens(directory: Path, dtype=None):
@@ -231,17 +381,24 @@ def load_saelens(directory: Path, dtype=None):
     if normalize not in (None, "none", False):  # pre-6.0 configs used a bool
         raise _unsupported(where, "normalize_activations", normalize, ["none", None])
     d_in, d_sae = _positive_int(cfg, "d_in", where), _positive_int(cfg, "d_sae", where)
-    apply_b_dec = bool(cfg.get("apply_b_dec_to_input", True))  # SAELens's default
-    # SAELens >= 6 keeps the hook under metadata; older configs at the top (hook_point before 3.0)
-    hook = ((cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
-            or cfg.get("hook_point"))
+    # SAELens >= 6 keeps the hooks under metadata; older configs at the top (hook_point before 3.0)
+    meta = cfg.get("metadata") or {}
+    hook = meta.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point")
+    hook_out = meta.get("hook_name_out") or cfg.get("hook_name_out")
+    site, layer = _site_from_hook(hook, where)
+    transcoder = cfg.get("architecture") in _SAELENS_TRANSCODERS or bool(hook_out and hook_out != hook)
+    if transcoder:
+        site = "transcoder"
+    # SAELens's default is True; its transcoders refuse it (b_dec has the output's size)
+    apply_b_dec = not transcoder and bool(cfg.get("apply_b_dec_to_input", True))
     t = _read_safetensors(file)
     din, dsae = ("d_in", d_in), ("d_sae", d_sae)
     tensors = {
         "W_enc": _take(t, file, "W_enc", (din, dsae)),
         "b_enc": _take(t, file, "b_enc", (dsae,)),
-        "b_dec": _take(t, file, "b_dec", (din,), required=apply_b_dec),
-        "W_dec": _take(t, file, "W_dec", (dsae, din), required=False),
+        # a transcoder's decoder maps to the output (d_out): not needed, not kept
+        "b_dec": None if transcoder else _take(t, file, "b_dec", (din,), required=apply_b_dec),
+        "W_dec": None if transcoder else _take(t, file, "W_dec", (dsae, din), required=False),
     }
     if architecture == "jumprelu":
         if "threshold" not in t and "log_threshold" in t:  # SAELens training checkpoints
@@ -249,7 +406,7 @@ def load_saelens(directory: Path, dtype=None):
         else:
             tensors["threshold"] = _take(t, file, "threshold", (dsae,))
     return _build(where, tensors, dtype, architecture=architecture, d_in=d_in, d_sae=d_sae, k=k,
-                  apply_b_dec_to_input=apply_b_dec, layer=layer_from_hook(hook), source="saelens")
+                  apply_b_dec_to_input=apply_b_dec, layer=layer, source="saelens", hook_site=site)
 
 
 def _matrix(tensors: dict, file: Path, name: str, rows: tuple, cols: tuple, required: bool,
@@ -263,7 +420,7 @@ def _matrix(tensors: dict, file: Path, name: str, rows: tuple, cols: tuple, requ
 
 
 def _gemma(path: Path, file: Path, t: dict, enc: str, dec: str, source: str, dtype,
-           transposable: bool = False):
+           site: str | None, layer: int | None, transposable: bool = False):
     """Gemma Scope 1 and 2: JumpReLU on x @ W_enc + b_enc; b_dec is not subtracted."""
     d_sae, d_in = _vector_len(t, file, "b_enc", "d_sae"), _vector_len(t, file, "b_dec", "d_in")
     din, dsae = ("d_in", d_in), ("d_sae", d_sae)
@@ -275,18 +432,21 @@ def _gemma(path: Path, file: Path, t: dict, enc: str, dec: str, source: str, dty
         "W_dec": _matrix(t, file, dec, dsae, din, False, transposable),
     }
     return _build(file, tensors, dtype, architecture="jumprelu", d_in=d_in, d_sae=d_sae,
-                  apply_b_dec_to_input=False, layer=_layer_from_path(path), source=source)
+                  apply_b_dec_to_input=False, layer=layer, source=source, hook_site=site)
 
 
 def load_gemmascope(path: Path, dtype=None):
     file = _locate(path, GEMMASCOPE_WEIGHTS)
-    return _gemma(path, file, _read_npz(file), "W_enc", "W_dec", "gemmascope", dtype)
+    site = _gemmascope_site(file)
+    layer = _layer_from_path(file) if site != "embed" else None
+    return _gemma(path, file, _read_npz(file), "W_enc", "W_dec", "gemmascope", dtype, site, layer)
 
 
 def load_gemmascope2(path: Path, dtype=None):
     file = _locate(path, GEMMASCOPE2_WEIGHTS)
+    site, layer = _gemmascope2_site(file, file.parent)
     return _gemma(path, file, _read_safetensors(file), "w_enc", "w_dec", "gemmascope2", dtype,
-                  transposable=True)
+                  site, layer, transposable=True)
 
 
 def _llamascope_scale(hp: dict, where: Path, d_in: int) -> float:
@@ -344,6 +504,7 @@ def load_llamascope(directory: Path, dtype=None):
     d_sae = _positive_int(hp, "d_sae", where, default=d_in * hp.get("expansion_factor", 0))
     architecture, k, threshold = _llamascope_activation(hp, where)
     scale = _llamascope_scale(hp, where, d_in)
+    site, layer = _llamascope_site(hp, directory, where)
     apply_b_dec = bool(hp.get("apply_decoder_bias_to_pre_encoder", False))
     use_norm = architecture == "jumprelu" and bool(hp.get("sparsity_include_decoder_norm"))
     t = _read_safetensors(file)
@@ -358,8 +519,8 @@ def load_llamascope(directory: Path, dtype=None):
     if architecture == "jumprelu":
         tensors["threshold"] = _fold_decoder_norm(threshold, decoder if use_norm else None, d_sae)
     return _build(where, tensors, dtype, architecture=architecture, d_in=d_in, d_sae=d_sae, k=k,
-                  apply_b_dec_to_input=apply_b_dec, input_scale=scale,
-                  layer=layer_from_hook(hp.get("hook_point_in")), source="llamascope")
+                  apply_b_dec_to_input=apply_b_dec, input_scale=scale, layer=layer,
+                  source="llamascope", hook_site=site)
 
 
 def load_sparsify(directory: Path, dtype=None):
@@ -369,8 +530,9 @@ def load_sparsify(directory: Path, dtype=None):
     activation = cfg.get("activation", "topk")  # older sparsify configs predate the key
     if activation != "topk":
         raise _unsupported(where, "activation", activation, ["topk"])
-    if cfg.get("transcode"):
-        raise _unsupported(where, "transcode", True, [False])
+    # A transcoder (transcode: true) reads the MLP input and does not subtract b_dec
+    # (sparsify/sparse_coder.py, SparseCoder.encode); it loads, and building a model refuses it.
+    transcoder = bool(cfg.get("transcode"))
     t = _read_safetensors(file)
     d_in = _vector_len(t, file, "b_dec", "d_in")
     d_sae = _vector_len(t, file, "encoder.bias", "d_sae")
@@ -385,10 +547,14 @@ def load_sparsify(directory: Path, dtype=None):
         "b_dec": t["b_dec"],
         "W_dec": _take(t, file, "W_dec", (dsae, din), required=False),
     }
-    # sparsify saves one directory per hookpoint, named after it: .../layers.6/cfg.json
-    layer = layer_from_hook(Path(os.path.abspath(directory)).name)
+    # sparsify saves one directory per hookpoint, named after it: .../layers.6/cfg.json (the
+    # residual stream after block 6), layers.6.mlp, layers.6.self_attn, embed_tokens, ...
+    site, layer = _site_from_hook(Path(os.path.abspath(directory)).name, where)
+    if transcoder:
+        site = "transcoder"
     return _build(where, tensors, dtype, architecture="topk", d_in=d_in, d_sae=d_sae,
-                  k=cfg.get("k"), apply_b_dec_to_input=True, layer=layer, source="sparsify")
+                  k=cfg.get("k"), apply_b_dec_to_input=not transcoder, layer=layer,
+                  source="sparsify", hook_site=site)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,9 +625,60 @@ def load_sae(path, *, format: str | None = None, dtype=None):
     if name not in FORMATS:
         raise CheckpointError(f"SAE format must be one of {sorted(FORMATS)}; got {name!r}")
     sae = FORMATS[name][1](path, dtype)
-    logger.info("loaded %s SAE (%s, d_in=%d, d_sae=%d, layer=%s) from %s", name,
-                sae.config.architecture, sae.config.d_in, sae.config.d_sae, sae.config.layer, path)
+    logger.info("loaded %s SAE (%s, d_in=%d, d_sae=%d, layer=%s, site=%s) from %s", name,
+                sae.config.architecture, sae.config.d_in, sae.config.d_sae, sae.config.layer,
+                sae.config.hook_site or "unknown", path)
     return sae
+
+
+# How each format tells its site, for the warning about an SAE whose site is unknown.
+_SITE_HINTS = {
+    "gemmascope": "Gemma Scope keeps it in the repository name: keep it in the path, e.g. "
+                  "`--local-dir gemma-scope-2b-pt-res` (the -res repositories are the residual "
+                  "stream; -mlp, -att and -transcoders are not)",
+    "gemmascope2": "Gemma Scope 2 keeps it in the folder (resid_post/, mlp_out/, attn_out/, "
+                   "transcoder/) and in config.json: download them with the weights",
+    "llamascope": "Llama Scope keeps it in hyperparams.json (hook_point_in) and the folder name "
+                  "(L26R: residual stream; L26A, L26M, L26TC are not)",
+    "sparsify": "sparsify names the folder after the hookpoint (layers.6: residual stream; "
+                "layers.6.mlp is not): keep the name",
+    "saelens": "SAELens keeps it in cfg.json (metadata.hook_name)",
+}
+
+
+def check_site(sae, allow_any_site: bool = False) -> None:
+    """Refuse an SAE that was not trained on the residual stream, which is what splare-lucene
+    feeds it (the output of block L); an unknown site is only warned about.
+
+    ``allow_any_site`` turns the refusal into a warning, for people who know what they are doing
+    (an MLP-out SAE on the residual stream gives latents, but not the ones it was trained for).
+
+    Raises:
+        CheckpointError: the SAE records a non-residual ``hook_site`` (MLP or attention output,
+            a transcoder, the embeddings, ...), naming it and the override.
+    """
+    config = sae.config
+    site = config.hook_site
+    if site in RESIDUAL_SITES:
+        return
+    if site is None:
+        hint = _SITE_HINTS.get(config.source, "")
+        logger.warning("the SAE (%s format) does not say which activation it was trained on; "
+                       "splare-lucene feeds it the residual stream after layer %s. If it was trained "
+                       "on another site, its latents are meaningless here.%s", config.source,
+                       config.layer if config.layer is not None else "L", f" {hint}" if hint else "")
+        return
+    what = f"{site!r} ({HOOK_SITES.get(site, site)})"
+    if allow_any_site:
+        logger.warning("the SAE was trained on %s, not on the residual stream; using it on the "
+                       "residual stream anyway, as asked (allow_any_site)", what)
+        return
+    raise CheckpointError(
+        f"the SAE was trained on {what}, not on the residual stream after a block, which is what "
+        f"splare-lucene feeds it (sites it accepts: {list(RESIDUAL_SITES)}). Use a residual-stream "
+        "SAE (Gemma Scope -res or resid_post/, Llama Scope LXR, sparsify layers.L), or pass "
+        "--allow-any-site to `splare-lucene assemble` (allow_any_site=True in "
+        "SplareEncoder.from_components) to use it anyway")
 
 
 def check_compatible(sae, d_model: int, layer: int | None) -> None:

@@ -19,7 +19,9 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
-from ..backbone import LoadedBackbone, bidirectional_mask, last_layer, load_backbone, tokenize
+from ..backbone import (LoadedBackbone, bidirectional_mask, is_encoder_backbone, last_layer, load_backbone,
+                        tokenize)
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +61,35 @@ def mntp_loss(backbone: LoadedBackbone, input_ids, attention_mask, maskable, mas
     hidden = backbone.model(input_ids=masked, attention_mask=mask4d, use_cache=False).last_hidden_state
     prev = hidden[:, :-1][chosen[:, 1:]]  # (n, d): outputs one position before each masked token
     logits = backbone.lm_head(backbone.final_norm(prev))  # (n, vocab)
+    if backbone.logit_softcap:  # Gemma 2's CausalLM softcaps its logits; predict with the same ones
+        logits = backbone.logit_softcap * torch.tanh(logits / backbone.logit_softcap)
     return F.cross_entropy(logits.float(), input_ids[:, 1:][chosen[:, 1:]])
+
+
+def check_adaptable(backbone_ref: str, base_dir: Path | None = None) -> None:
+    """Raise ConfigError unless ``backbone_ref`` is a causal decoder (what MNTP adapts).
+
+    Reads only the backbone's config (``is_encoder_backbone``), so commands can check before
+    doing anything else.
+    """
+    if is_encoder_backbone(backbone_ref, base_dir):
+        raise ConfigError(f"backbone {backbone_ref} is a bidirectional encoder: `adapt` (masked next-token "
+                          "prediction) only makes causal decoders bidirectional, and an encoder already is. "
+                          "Skip `adapt` and train the model directly (`splare-lucene train --model ...`)")
 
 
 def adapt_bidirectional(backbone_ref: str, layer: int, texts: Iterable[str], cfg: MNTPConfig, *,
                         device: str = "cpu", dtype: str = "float32", base_dir: Path | None = None,
                         progress: bool = True):
-    """Train an MNTP LoRA adapter on blocks 0..layer; returns (peft model, report)."""
+    """Train an MNTP LoRA adapter on blocks 0..layer; returns (peft model, report).
+
+    Raises ConfigError for a bidirectional encoder backbone (BERT, XLM-R): MNTP turns a causal
+    decoder into a bidirectional one, which an encoder already is.
+    """
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
 
+    check_adaptable(backbone_ref, base_dir)
     torch.manual_seed(cfg.seed)
     bb = load_backbone(backbone_ref, last_layer(backbone_ref, base_dir), dtype=dtype, device=device,
                        base_dir=base_dir, with_lm_head=True)

@@ -90,7 +90,8 @@ class TopKTrainingSAE(nn.Module):
     def to_inference(self, layer: int | None, threshold: float | None = None):
         arch = "jumprelu" if threshold is not None else "topk"
         config = SAEConfig(arch, self.d_in, self.d_sae, k=None if threshold is not None else self.k,
-                           apply_b_dec_to_input=True, input_scale=float(self.input_scale), layer=layer)
+                           apply_b_dec_to_input=True, input_scale=float(self.input_scale), layer=layer,
+                           hook_site="resid_post")  # trained on hidden_states(...): block L's output
         tensors = {"W_enc": self.W_enc, "b_enc": self.b_enc, "b_dec": self.b_dec, "W_dec": self.W_dec}
         tensors = {k: v.detach().float().cpu().clone() for k, v in tensors.items()}
         if threshold is not None:
