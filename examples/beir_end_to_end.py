@@ -15,16 +15,19 @@ results.md / .csv / .json / .png under --output. The same from the command line:
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# the shared data folder (SPLARE_SHARED_DATA overrides ../shared/data, as for the tests)
+SHARED_DATA = Path(os.environ.get("SPLARE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="model directory, hub id, or 'default'")
-    parser.add_argument("--collection", default=str(REPO.parent / "shared" / "data" / "cranfield"),
+    parser.add_argument("--collection", default=str(SHARED_DATA / "cranfield"),
                         help="BEIR folder or beir/<name>/<split> (default: ../shared/data/cranfield)")
     parser.add_argument("--output", default="runs/examples/beir", help="output folder")
     parser.add_argument("--k", type=int, default=1000, help="hits per query")

@@ -20,11 +20,14 @@ The same from the command line:
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STAND_IN = REPO.parent / "shared" / "data" / "tatoeba-xl" / "deu-eng"
+# the shared data folder (SPLARE_SHARED_DATA overrides ../shared/data, as for the tests)
+SHARED_DATA = Path(os.environ.get("SPLARE_SHARED_DATA", REPO.parent / "shared" / "data"))
+STAND_IN = SHARED_DATA / "tatoeba-xl" / "deu-eng"
 
 
 def main() -> None:

@@ -7,12 +7,15 @@ LuceneImpactSearcher and the SPLARE query encoder as a drop-in, offline.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import logging
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_COLLECTION = REPO.parent / "shared" / "data" / "tatoeba-xl" / "fra-eng"
+# the shared data folder (SPLARE_SHARED_DATA overrides ../shared/data, as for the tests)
+SHARED_DATA = Path(os.environ.get("SPLARE_SHARED_DATA", REPO.parent / "shared" / "data"))
+DEFAULT_COLLECTION = SHARED_DATA / "tatoeba-xl" / "fra-eng"
 
 
 def main() -> None:

@@ -182,9 +182,14 @@ class SplareEncoder:
                 raise CheckpointError(f"backbone {config.backbone} has no LM head for the vocabulary representation")
             head = VocabHead(backbone.final_norm, backbone.lm_head, backbone.logit_softcap)
         else:
-            from .sae.formats import check_compatible, load_native
+            from .sae.formats import RESIDUAL_SITES, check_compatible, load_native
 
             head = sae if sae is not None else load_native(model_dir / config.sae)
+            site = head.config.hook_site
+            if sae is None and site is not None and site not in RESIDUAL_SITES:
+                # assembled with --allow-any-site: say so at every load, not only at assembly
+                logger.warning("%s: its SAE was trained on %r, not on the residual stream it is fed "
+                               "(assembled with --allow-any-site)", model_dir, site)
             storage_dtype = getattr(head, "storage_dtype", None)
             check_compatible(head, backbone.hidden_size, config.layer)
             # The SAE runs in float32 on every device, whatever the backbone dtype (its input is

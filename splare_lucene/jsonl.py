@@ -1,9 +1,11 @@
 """Anserini JsonVectorCollection I/O: ``{"id", "contents", "vector": {token: int}}`` lines.
 
-The writer spreads documents round-robin over gzip shards (Anserini indexes one file per
-thread), streams (only the current line is in memory), writes into a temporary directory that is
-renamed into place at the end (no half-written output on failure), and keeps a summary with the
-ids of empty vectors (Anserini skips those silently).
+``encode`` writes its output in resumable parts (:mod:`splare_lucene.engines.parts`);
+:class:`JsonVectorWriter` is the one-shot writer for small outputs made in one go (tests,
+synthetic collections): it spreads documents round-robin over gzip shards, streams, writes into
+a temporary directory renamed into place at the end (no half-written output on failure), and
+keeps a summary with the ids of empty vectors (Anserini skips those silently). The readers here
+read both.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class WriteSummary:
         return out
 
     def describe(self) -> str:
-        text = (f"{self.documents} documents in {self.shards} shards; non-zeros per document: "
+        text = (f"{self.documents} documents in {self.shards} files; non-zeros per document: "
                 f"mean {self.mean_nnz:.1f}, max {self.max_nnz}; empty vectors: {self.empty}")
         if self.empty:
             shown = ", ".join(self.empty_ids[:10])
@@ -107,11 +109,15 @@ class JsonVectorWriter:
 
 
 def shard_files(directory: str | os.PathLike) -> list[Path]:
+    """The data files of an encoded directory, sorted: ``*.jsonl``, ``*.jsonl.gz`` and ``*.json``
+    files other than ``summary.json`` and ``encode``'s manifests (``manifest.shard-*.json``).
+    Raises InputError when there are none."""
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError("not a directory of .jsonl(.gz) shards", path=str(directory))
-    files = sorted(p for p in directory.iterdir() if p.name.endswith((".jsonl", ".jsonl.gz", ".json")))
-    files = [p for p in files if p.name != SUMMARY_NAME]
+    files = sorted(p for p in directory.iterdir()
+                   if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz", ".json")))
+    files = [p for p in files if p.name != SUMMARY_NAME and not p.name.startswith("manifest.shard-")]
     if not files:
         raise InputError("no .jsonl or .jsonl.gz shards found", path=str(directory))
     return files

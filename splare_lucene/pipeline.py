@@ -9,8 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .corpus import read_documents
-from .jsonl import JsonVectorWriter, WriteSummary, index_meta
+from .jsonl import WriteSummary, index_meta
 
 logger = logging.getLogger(__name__)
 
@@ -20,33 +19,56 @@ def encoding_meta(encoder, model_name: str) -> dict:
             "signature": encoder.config.index_signature(), "config": encoder.config.to_dict()}
 
 
-def encode_corpus(encoder, source: str, output_dir: str | os.PathLike, *, shards: int = 1,
-                  batch_size: int = 16, allow_empty: bool = False, model_name: str = "",
-                  progress: bool = True, meta: dict | None = None) -> WriteSummary:
-    """Stream ``source`` through the encoder into JsonVectorCollection shards.
+def encode_corpus(encoder, source: str, output_dir: str | os.PathLike, *, num_shards: int = 1,
+                  shard_id: int = 0, part_size: int | None = None, batch_size: int = 16,
+                  allow_empty: bool = False, model_name: str = "", overwrite: bool = False,
+                  restart_mismatched: bool = False, progress: bool = True, meta: dict | None = None,
+                  shards: int | None = None) -> WriteSummary:
+    """Encode shard ``shard_id`` of ``num_shards`` of ``source`` into ``output_dir``, in parts of
+    ``part_size`` documents (default :data:`~splare_lucene.engines.parts.DEFAULT_PART_SIZE`), with
+    the local engine (:func:`splare_lucene.engines.local.encode_local`).
 
-    ``meta`` is recorded in the summary's ``extra`` beside the model and quantization.
+    An unfinished output of the same job resumes; a finished one is returned as it is;
+    ``overwrite`` starts over; an output of another model, corpus or settings raises ConfigError.
+    ``meta`` is recorded in the manifest and the summary's ``extra`` beside the model and
+    quantization. ``shards`` (the number of round-robin files of earlier versions) is ignored:
+    every part is one file.
     """
-    docs = read_documents(source, allow_empty=allow_empty)
-    with JsonVectorWriter(output_dir, shards=shards) as writer:
-        writer.summary.extra = {**encoding_meta(encoder, model_name), **(meta or {})}
-        for doc, vector in encoder.encode_stream(docs, kind="document", batch_size=batch_size,
-                                                 progress=progress):
-            writer.write(doc.id, doc.text, encoder.terms(vector))
-    logger.info("wrote %s: %s", output_dir, writer.summary.describe())
-    return writer.summary
+    from .engines.local import encode_local
+    from .engines.parts import DEFAULT_PART_SIZE, ShardSpec
+
+    if shards not in (None, 1):
+        logger.warning("shards=%s is ignored: the output is written in parts of part_size documents, "
+                       "one file each (Anserini indexes files in parallel)", shards)
+    return encode_local(encoder, source, output_dir, shard=ShardSpec(num_shards, shard_id),
+                        part_size=part_size or DEFAULT_PART_SIZE, batch_size=batch_size,
+                        allow_empty=allow_empty, model_name=model_name, overwrite=overwrite,
+                        restart_mismatched=restart_mismatched, progress=progress, meta=meta)
+
+
+def default_work_dir(index_dir: str | os.PathLike) -> Path:
+    """Where ``index --corpus`` encodes when no ``--keep-jsonl`` is given: ``<index>.jsonl`` beside
+    the index, so that a rerun after a crash resumes; removed once the index is built."""
+    index_dir = Path(index_dir)
+    return index_dir.with_name(index_dir.name + ".jsonl")
 
 
 def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads: int = 1,
                  batch_size: int = 16, allow_empty: bool = False, model_name: str = "",
                  keep_jsonl: str | os.PathLike | None = None, overwrite: bool = False,
-                 progress: bool = True, meta: dict | None = None) -> dict:
-    """Encode + write + index. The JSONL goes to ``keep_jsonl`` or a temporary directory.
+                 progress: bool = True, meta: dict | None = None, part_size: int | None = None,
+                 work_dir: str | os.PathLike | None = None, restart_encoding: bool = False) -> dict:
+    """Encode + write + index; returns Anserini's counters.
 
-    ``meta`` is recorded in the encoding summary and in the index's ``splare_index.json``.
+    The JSONL parts go to ``keep_jsonl`` (kept) or else to ``work_dir`` (default
+    :func:`default_work_dir`; removed after indexing). Either way an interrupted run resumes
+    encoding where it stopped when rerun. ``overwrite`` applies to the index only; a work
+    directory of another model or corpus is started over (a ``keep_jsonl`` one is refused), and
+    ``restart_encoding`` starts the encoding over in any case.
+
+    ``meta`` is recorded in the encoding manifest and in the index's ``splare_index.json``.
     """
     import shutil
-    import tempfile
 
     from .errors import ConfigError
     from .index import build_index
@@ -54,20 +76,16 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
     index_dir = Path(index_dir)
     if index_dir.exists() and not overwrite:  # fail before encoding, not after
         raise ConfigError(f"index directory {index_dir} already exists; pass --overwrite to replace it")
-    workdir = None
-    if keep_jsonl is None:
-        workdir = Path(tempfile.mkdtemp(prefix="splare-jsonl-"))
-        jsonl_dir = workdir / "jsonl"
-    else:
-        jsonl_dir = Path(keep_jsonl)
-    try:
-        summary = encode_corpus(encoder, source, jsonl_dir, shards=threads, batch_size=batch_size,
-                                allow_empty=allow_empty, model_name=model_name, progress=progress, meta=meta)
-        meta = index_meta(summary.to_dict(), corpus=str(source))
-        return build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=overwrite)
-    finally:
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    private = keep_jsonl is None
+    jsonl_dir = Path(keep_jsonl) if keep_jsonl is not None else Path(work_dir or default_work_dir(index_dir))
+    summary = encode_corpus(encoder, source, jsonl_dir, part_size=part_size, batch_size=batch_size,
+                            allow_empty=allow_empty, model_name=model_name, progress=progress, meta=meta,
+                            overwrite=restart_encoding, restart_mismatched=private)
+    meta = index_meta(summary.to_dict(), corpus=str(source))
+    counters = build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=overwrite)
+    if private:
+        shutil.rmtree(jsonl_dir, ignore_errors=True)
+    return counters
 
 
 def directory_size(path: str | os.PathLike) -> int:
@@ -101,12 +119,15 @@ def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int =
                  progress: bool = True) -> tuple[Path, dict, bool]:
     """The impact index of ``collection``'s corpus under ``root/index-<key>``: reused when its
     ``splare_index.json`` names the same model fingerprint, quantization and corpus; else built,
-    from ``root/jsonl-<key>`` when those encoded shards match, else from the corpus.
+    from ``root/jsonl-<key>`` when that holds the complete encoding of the same, else by encoding
+    into ``root/jsonl-<key>`` (resumed after an interruption; removed after indexing unless
+    ``keep_jsonl``).
 
     Returns (index directory, its metadata, whether it was reused).
     """
+    from .engines.parts import read_outputs
+    from .errors import ConfigError
     from .index import build_index, read_index_meta
-    from .jsonl import read_summary
 
     root = Path(root)
     key = index_key(encoder, collection.corpus_key)
@@ -119,15 +140,23 @@ def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int =
     if key is None:
         logger.warning("the model has no fingerprint (not loaded from a directory): indexing %s anew",
                        collection.name)
-    summary = read_summary(jsonl_dir) if jsonl_dir.is_dir() else None
-    if reuse and key and summary and _built_by(summary.get("extra"), encoder, collection.corpus_key):
+    summary = None
+    if reuse and key and jsonl_dir.is_dir():
+        try:
+            summary = read_outputs([jsonl_dir], verify=False).summary
+        except (ConfigError, ValueError):  # unfinished (resumed below) or not an encode output
+            summary = None
+    if summary and _built_by(summary.get("extra"), encoder, collection.corpus_key):
         logger.info("indexing the encoded corpus in %s (same model, quantization and corpus)", jsonl_dir)
         meta = index_meta(summary, corpus=collection.source)
         build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=True)
     else:
+        # jsonl-<key> is this function's own directory: an unfinished encoding of the same job
+        # resumes; another one (or --no-reuse, or an unkeyed model) starts over.
         index_corpus(encoder, collection.source, index_dir, threads=threads, batch_size=batch_size,
                      allow_empty=True, model_name=model_name, overwrite=True, progress=progress,
-                     keep_jsonl=jsonl_dir if keep_jsonl else None,
+                     keep_jsonl=jsonl_dir if keep_jsonl else None, work_dir=jsonl_dir,
+                     restart_encoding=not (reuse and key),
                      meta={"corpus_key": collection.corpus_key, "collection": collection.name})
     return index_dir, read_index_meta(index_dir), False
 

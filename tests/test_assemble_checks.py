@@ -45,17 +45,34 @@ def test_assemble_refuses_a_non_residual_sae_unless_allowed(tiny_backbone, mlp_o
     assert saved["hook_site"] == "mlp_out"  # the model keeps saying where its SAE came from
 
 
+def test_a_model_with_a_non_residual_sae_warns_at_every_load(tiny_backbone, mlp_out_sae, tiny_model,
+                                                              tmp_path, caplog):
+    from splare_lucene.encoder import SplareEncoder
+
+    model = SplareEncoder.from_components(str(tiny_backbone), mlp_out_sae, device="cpu",
+                                          allow_any_site=True).save_pretrained(tmp_path / "model")
+    with caplog.at_level("WARNING", logger="splare_lucene.encoder"):
+        SplareEncoder.from_pretrained(model, device="cpu")
+        SplareEncoder.from_pretrained(tiny_model, device="cpu")  # a residual SAE: no warning
+    warnings = [r.getMessage() for r in caplog.records if r.name == "splare_lucene.encoder"]
+    assert len(warnings) == 1 and "trained on 'mlp_out'" in warnings[0] and "--allow-any-site" in warnings[0]
+
+
 def test_assemble_warns_about_the_query_top_k(tiny_backbone, tiny_sae, tmp_path, caplog):
-    """0 (no cut) and values over Lucene's 1,024 clauses warn, saying how to cut; 40 and 1024 do not."""
-    cases = {0: "0 (no cut)", 2000: "2000, above Lucene's default limit", 40: None, 1024: None}
-    for top_k, warned in cases.items():
+    """With an SAE wider than Lucene's 1,024 clauses, a query top-k of 0 (no cut) or over 1,024
+    warns, saying how to cut; 40 and 1024 do not. A 64-latent SAE never gives more than 64 query
+    terms, so it never warns."""
+    wide = make_sae_dir(tmp_path / "wide-sae", d_in=32, d_sae=2048, k=8)
+    cases = [(wide, 0, "0 (no cut)"), (wide, 2000, "2000, above Lucene's default limit"), (wide, 40, None),
+             (wide, 1024, None), (tiny_sae, 0, None), (tiny_sae, 2000, None)]
+    for n, (sae, top_k, warned) in enumerate(cases):
         caplog.clear()
         with caplog.at_level("WARNING", logger="splare_lucene.cli.assemble"):
-            assert cli(["assemble", "--backbone", str(tiny_backbone), "--sae", str(tiny_sae),
-                        "--output", str(tmp_path / f"m{top_k}"), "--query-top-k", str(top_k)]) == 0
+            assert cli(["assemble", "--backbone", str(tiny_backbone), "--sae", str(sae),
+                        "--output", str(tmp_path / f"m{n}"), "--query-top-k", str(top_k)]) == 0
         messages = [r.getMessage() for r in caplog.records if r.name == "splare_lucene.cli.assemble"]
         if warned is None:
-            assert messages == [], top_k
+            assert messages == [], (sae.name, top_k)
         else:
             assert len(messages) == 1 and f"query top-k is {warned}" in messages[0]
             assert "--query-top-k 40" in messages[0] and "1024" in messages[0]

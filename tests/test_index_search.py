@@ -42,7 +42,7 @@ def test_index_records_model_and_counts(built):
     meta = json.loads((built / "index" / "splare_index.json").read_text())
     assert meta["signature"] == {"representation": "sae", "token_prefix": "f", "quantization_scale": 100.0}
     assert meta["counters"]["indexed"] == 35 and meta["encoding"]["documents"] == 35
-    assert len(list((built / "jsonl").glob("part-*.jsonl.gz"))) == 2
+    assert len(list((built / "jsonl").glob("shard-00000-of-00001.part-*.jsonl.gz"))) == 1  # 35 < --part-size
     assert read_summary(built / "jsonl")["documents"] == 35
 
 
@@ -157,16 +157,21 @@ def test_empty_vectors_are_counted_and_reported(tmp_path):
     assert counters["indexed"] == 2 and counters.get("empty", 0) == 1
 
 
-def test_cli_encode_writes_shards_and_summary(tiny_model, tmp_path, capsys):
+def test_cli_encode_writes_parts_and_summary(tiny_model, tmp_path, capsys):
     out = tmp_path / "enc"
     assert cli(["encode", "--model", str(tiny_model), "--corpus", str(DEMO_DIR / "corpus.jsonl"),
-                "--output", str(out), "--shards", "3", "--device", "cpu"]) == 0
-    assert "35 documents in 3 shards" in capsys.readouterr().out
+                "--output", str(out), "--part-size", "12", "--device", "cpu"]) == 0
+    assert "35 documents in 3 files" in capsys.readouterr().out
     vectors = dict(read_vectors(out))
     assert len(vectors) == 35 and all(0 < len(v) <= 20 for v in vectors.values())
     summary = read_summary(out)
     assert summary["documents"] == 35 and summary["extra"]["signature"]["quantization_scale"] == 100.0
-    assert cli(["encode", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--output", str(out)]) == 1
+    # the same command again: already complete, exit 0; other settings: refused
+    assert cli(["encode", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--output", str(out),
+                "--part-size", "12", "--device", "cpu"]) == 0
+    assert cli(["encode", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--output", str(out),
+                "--device", "cpu"]) == 1
+    assert "part_size: 12 vs 2000" in capsys.readouterr().err
 
 
 def test_batch_search_falls_back_when_anserini_loses_tasks(searcher):

@@ -356,3 +356,68 @@ def test_dtype_auto_is_bf16_on_cuda_where_supported(monkeypatch):
     assert resolve_dtype("auto", "cuda") == "float32"
     with pytest.raises(ConfigError, match=r"dtype must be one of \['auto', 'float32'"):
         resolve_dtype("fp8", "cuda")
+
+
+# -- several processes (the 2-process runs themselves: tests/test_train_distributed.py) ------------
+
+def test_effective_batch_counts_every_process():
+    # the paper's 128 queries per step on 8 GPUs x 8 queries: 2 accumulated micro-batches
+    assert recipe_config("paper", num_processes=8).grad_accum == 2
+    assert recipe_config("paper", num_processes=2, batch_size=4).grad_accum == 16
+    assert recipe_config("paper").grad_accum == 16  # one process: unchanged
+    with pytest.raises(ConfigError, match=r"micro-batch 48 \(8 per process x 6 processes\)"):
+        recipe_config("paper", num_processes=6)
+    with pytest.raises(ConfigError, match=r"--batch-size 4 x 2 processes x --grad-accum 2"):
+        recipe_config("default", num_processes=2, batch_size=4, grad_accum=2, effective_batch_size=32)
+
+
+def test_process_slices_rebuild_the_one_process_batches():
+    """Process r of N takes slice r of each global batch of N x b: in rank order the slices are the
+    1-process batches of N x b, whatever N."""
+    from splare_lucene.train.data import TrainExample
+    from splare_lucene.train.trainer import _global_batches, _local_slice
+
+    examples = [TrainExample(f"q{i}", (f"d{i}",)) for i in range(23)]
+    one = list(_global_batches(examples, TrainConfig(batch_size=6, seed=3), 1, 1))
+    for world in (2, 3):
+        cfg = TrainConfig(batch_size=6 // world, seed=3)
+        slices = [[_local_slice(g, cfg, r) for g in _global_batches(examples, cfg, 1, world)] for r in range(world)]
+        assert all(len(s) == 6 // world for per_rank in slices for s in per_rank)
+        rebuilt = [sum((slices[r][i] for r in range(world)), []) for i in range(len(one))]
+        assert rebuilt == one and len(one) == 3
+
+
+def test_mixed_precision_autocasts_the_backbone_but_not_the_sae_head(tiny_model, tmp_path, monkeypatch):
+    from splare_lucene.train.trainer import make_accelerator
+
+    examples = load_examples(str(_write_examples(tmp_path / "ex.jsonl")), 1, seed=0)
+    enc = SplareEncoder.from_pretrained(tiny_model, device="cpu")
+    in_head, in_backbone = [], []
+    real_pool = type(enc.head).pool
+
+    def pool(self, h, *args, **kwargs):
+        in_head.append(torch.is_autocast_enabled("cpu"))
+        return real_pool(self, h, *args, **kwargs)
+
+    monkeypatch.setattr(type(enc.head), "pool", pool)
+    enc.backbone.model.register_forward_hook(lambda *_: in_backbone.append(torch.is_autocast_enabled("cpu")))
+    report = train(enc, examples, TrainConfig(batch_size=4, max_steps=1, lora_rank=4, temperature=10.0,
+                                              save_every=0),
+                   tmp_path / "o", progress=False, accelerator=make_accelerator("cpu", "bf16"))
+    assert report["mixed_precision"] == "bf16" and np.isfinite(report["history"][0]["loss"])
+    assert in_backbone and all(in_backbone)  # accelerate's autocast around the backbone
+    assert in_head == [False, False]  # queries and documents: the SAE in float32
+    assert "pool" not in enc.head.__dict__  # the training-time wrapper is gone
+    with pytest.raises(ConfigError, match=r"mixed_precision must be one of \['no', 'bf16', 'fp16'\]; got 'fp8'"):
+        make_accelerator("cpu", "fp8")
+
+
+def test_kl_without_teacher_scores_says_how_many_lack_them_and_the_fix():
+    from splare_lucene.errors import ConfigError
+    from splare_lucene.train.data import TrainExample
+    from splare_lucene.train.trainer import TrainConfig, _pick_loss
+
+    examples = [TrainExample("q1", ("p", "n"), (2.0, 1.0)), TrainExample("q2", ("p", "n"), None)]
+    with pytest.raises(ConfigError, match=r"--recipe paper's loss.*1 of 2 examples have none.*--loss infonce"):
+        _pick_loss(TrainConfig(loss="kl"), examples)
+    assert _pick_loss(TrainConfig(loss="auto"), examples) == "infonce"

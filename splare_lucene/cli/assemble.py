@@ -35,8 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true")
 
 
-def warn_query_top_k(top_k: int) -> None:
-    """Log what a query top-k of 0 (no cut) or above Lucene's default clause limit means."""
+def warn_query_top_k(top_k: int, width: int | None = None) -> None:
+    """Log what a query top-k of 0 (no cut) or above Lucene's default clause limit means; silent
+    when the model's ``width`` (latents) is itself within the limit, as no query can exceed it."""
+    if width is not None and width <= LUCENE_DEFAULT_MAX_CLAUSES:
+        return
     if top_k == 0:
         what = "0 (no cut): every non-zero latent becomes a query term"
     elif top_k > LUCENE_DEFAULT_MAX_CLAUSES:
@@ -56,13 +59,18 @@ def run(args) -> int:
     from ..encoder import SplareEncoder
 
     check_output(args.output, args.overwrite, "model directory")
-    warn_query_top_k(args.query_top_k)
+    from pathlib import Path
+
+    # A local backbone is recorded by absolute path: the model directory is used from anywhere
+    # (a relative path would be resolved against the working directory of each later command).
+    backbone = str(Path(args.backbone).resolve()) if Path(args.backbone).exists() else args.backbone
     encoder = SplareEncoder.from_components(
-        args.backbone, args.sae, args.layer, device="cpu", allow_any_site=args.allow_any_site,
+        backbone, args.sae, args.layer, device="cpu", allow_any_site=args.allow_any_site,
         bidirectional=args.bidirectional, pool_special_tokens=args.pool_special_tokens,
         query=TextSide(args.query_max_length, args.query_top_k, args.query_prefix),
         document=TextSide(args.doc_max_length, args.doc_top_k, args.doc_prefix),
         quantization_scale=args.quantization_scale)
+    warn_query_top_k(args.query_top_k, encoder.d_sae)
     out = encoder.save_pretrained(args.output, sae_dtype=args.sae_dtype)
     print(f"model directory written to {out}")
     return 0

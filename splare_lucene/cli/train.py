@@ -70,12 +70,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--train-top-k", action="store_true", default=None,
                    help="apply the inference top-k (query/document) while training, not only at inference")
     g.add_argument("--gradient-checkpointing", action="store_true", default=None)
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
+                   help="autocast the backbone's forward (accelerate); the SAE head, scores and losses "
+                   "stay float32. Default: `accelerate launch --mixed_precision`, else no")
     g.add_argument("--save-every", type=int, help="checkpoint every N steps, resumable (default 50)")
     g.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--threads", type=int, default=1, help="BM25 mining threads")
     add_runtime(p, batch_size_default=None,
-                batch_size_help="queries per micro-batch, each with 1 + --negatives documents "
-                "(default 16; paper recipe 8: lower it if a step does not fit in memory)")
+                batch_size_help="queries per micro-batch and process, each with 1 + --negatives documents "
+                "(default 16; paper recipe 8: lower it if a step does not fit in memory). Under "
+                "`accelerate launch`/`torchrun` with N processes the global micro-batch is N x this")
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -89,12 +93,17 @@ def config_overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args) -> int:
+    """Train. Under ``accelerate launch`` or ``torchrun`` every process runs this: the Accelerator
+    is made first (it joins the process group and picks this process's GPU), BM25 negatives are
+    mined by the main process first (the others then read its cache), and only the main process
+    writes checkpoints and the model."""
     import logging
     from pathlib import Path
 
+    from ..backbone import pick_device
     from ..errors import ConfigError
     from ..train.data import load_examples
-    from ..train.trainer import recipe_config, train
+    from ..train.trainer import make_accelerator, recipe_config, train
 
     if args.model and args.vocab_backbone:
         raise ConfigError("give one of --model (SPLARE) or --vocab-backbone (SPLADE baseline), not both")
@@ -103,18 +112,27 @@ def run(args) -> int:
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise ConfigError(f"model directory {out} already exists; pass --overwrite to replace it")
-    cfg = recipe_config(args.recipe, **config_overrides(args))
-    logging.getLogger(__name__).info("recipe %s: %s", args.recipe, cfg)
-    examples = load_examples(args.data, cfg.negatives, split=args.split, max_queries=args.max_queries,
-                             seed=cfg.seed, threads=args.threads)
+    device = pick_device(args.device)
+    accelerator = make_accelerator(device, args.mixed_precision)
+    cfg = recipe_config(args.recipe, num_processes=accelerator.num_processes, **config_overrides(args))
+    log = logging.getLogger(__name__)
+    if accelerator.is_main_process:
+        log.info("recipe %s: %s", args.recipe, cfg)
+    with accelerator.main_process_first():
+        examples = load_examples(args.data, cfg.negatives, split=args.split, max_queries=args.max_queries,
+                                 seed=cfg.seed, threads=args.threads)
     from ..encoder import SplareEncoder
 
+    # "cuda" is this process's own GPU: the Accelerator made it the current device
     if args.model:
-        encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+        encoder = SplareEncoder.from_pretrained(args.model, device=device, dtype=args.dtype,
                                                 without_adapter=True)
     else:
-        encoder = SplareEncoder.vocabulary(args.vocab_backbone, args.vocab_layer, device=args.device, dtype=args.dtype)
-    report = train(encoder, examples, cfg, out, resume=not args.no_resume, recipe=args.recipe)
+        encoder = SplareEncoder.vocabulary(args.vocab_backbone, args.vocab_layer, device=device, dtype=args.dtype)
+    report = train(encoder, examples, cfg, out, resume=not args.no_resume, recipe=args.recipe,
+                   accelerator=accelerator)
     last = report["history"][-1] if report["history"] else {}
-    print(f"trained {report['steps']} steps ({report['loss']}); last: {last}; model written to {out}")
+    if accelerator.is_main_process:
+        print(f"trained {report['steps']} steps ({report['loss']}) on {report['processes']} process(es); "
+              f"last: {last}; model written to {out}")
     return 0

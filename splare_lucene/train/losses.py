@@ -58,7 +58,9 @@ def info_nce(q: torch.Tensor, d: torch.Tensor, temperature: float = 1.0, in_batc
 def flops(x: torch.Tensor) -> torch.Tensor:
     """FLOPS regulariser (Paria et al. 2020): sum over dimensions of the squared mean activation.
 
-    (N, V) -> scalar. The mean is over the N rows given: with gradient accumulation, a micro-batch.
+    (N, V) -> scalar. The mean is over the N rows given: with gradient accumulation, a micro-batch;
+    with several processes the trainer passes the micro-batch gathered from all of them, since the
+    square of a per-process mean would make sparsity depend on the number of processes.
     """
     return (_wide(x).abs().mean(dim=0) ** 2).sum()
 

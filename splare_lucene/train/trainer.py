@@ -1,6 +1,13 @@
 """Retrieval fine-tuning: LoRA on the backbone (SAE or LM head frozen), KL distillation or
 InfoNCE, FLOPS regularisation on queries and documents, resumable checkpoints.
 
+The loop runs under Hugging Face ``accelerate``: one process (CPU or one GPU) or several
+(``accelerate launch`` / ``torchrun``: DDP over the LoRA parameters, gloo on CPU, NCCL on GPU).
+``cfg.batch_size`` is per process; each process takes its own slice of every global batch of
+``batch_size x num_processes`` queries, and the losses and FLOPS are computed on the global batch
+gathered from all processes, so N processes with batch b train exactly as 1 process with batch
+N x b (same loss, same gradients, same sparsity).
+
 Named recipes (``RECIPES``, ``recipe_config``) bundle settings: ``default`` is the toolkit's
 historical defaults, ``paper`` the SPLARE paper's training set-up. Scores, losses and FLOPS are
 computed in float32 whatever the backbone's dtype.
@@ -27,6 +34,7 @@ from .losses import candidate_scores, flops, flops_weight, info_nce, kl_distilla
 logger = logging.getLogger(__name__)
 
 LOSSES = ("auto", "kl", "infonce")
+MIXED_PRECISIONS = ("no", "bf16", "fp16")  # accelerate's; "no": the backbone's own dtype
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # BERT/XLM-R name their linear layers query/key/value (attention) and dense (attention output,
 # intermediate, output): used when the default decoder names are absent from the backbone.
@@ -79,7 +87,8 @@ class TrainConfig:
 
     @property
     def effective_batch_size(self) -> int:
-        """Queries per optimizer step: micro-batch x gradient accumulation."""
+        """Queries per optimizer step of one process: micro-batch x gradient accumulation (the
+        global batch is this x the number of processes)."""
         return self.batch_size * self.grad_accum
 
 
@@ -97,12 +106,13 @@ RECIPES: dict[str, dict] = {
 }
 
 
-def recipe_config(recipe: str = "default", **overrides) -> TrainConfig:
+def recipe_config(recipe: str = "default", *, num_processes: int = 1, **overrides) -> TrainConfig:
     """The TrainConfig of ``recipe`` with ``overrides`` (explicit settings) applied on top.
 
     Precedence: overrides > recipe > TrainConfig defaults. ``effective_batch_size`` (queries per
-    optimizer step) may come from the recipe or the overrides; it sets ``grad_accum`` to
-    ``effective_batch_size / batch_size`` unless ``grad_accum`` is given explicitly.
+    optimizer step, all processes together) may come from the recipe or the overrides; it sets
+    ``grad_accum`` to ``effective_batch_size / (batch_size x num_processes)`` unless
+    ``grad_accum`` is given explicitly (``batch_size`` is per process).
 
     Raises ConfigError for an unknown recipe or setting, an effective batch that ``batch_size``
     does not divide, or an explicit ``grad_accum`` that contradicts an explicit effective batch.
@@ -114,21 +124,29 @@ def recipe_config(recipe: str = "default", **overrides) -> TrainConfig:
     if unknown:
         raise ConfigError(f"unknown training settings {unknown}; known: {sorted(known)}")
     values = {**RECIPES[recipe], **overrides}
+    if num_processes < 1:
+        raise ConfigError(f"num_processes must be >= 1; got {num_processes}")
     effective = values.pop("effective_batch_size", None)
     if effective is not None:
-        micro = values.get("batch_size", TrainConfig.batch_size)
+        # one optimizer step takes micro-batch x processes queries per accumulated micro-batch
+        micro = values.get("batch_size", TrainConfig.batch_size) * num_processes
         if "grad_accum" in overrides:
             if "effective_batch_size" in overrides and micro * overrides["grad_accum"] != effective:
-                raise ConfigError(f"--effective-batch-size {effective} != --batch-size {micro} x "
-                                  f"--grad-accum {overrides['grad_accum']}; give one of the last two")
+                procs = f" x {num_processes} processes" if num_processes > 1 else ""
+                raise ConfigError(f"--effective-batch-size {effective} != --batch-size "
+                                  f"{micro // num_processes}{procs} x --grad-accum "
+                                  f"{overrides['grad_accum']}; give one of the last two")
             logger.info("explicit grad_accum %d: effective batch %d x %d = %d (recipe %s asked %d)",
                         overrides["grad_accum"], micro, overrides["grad_accum"],
                         micro * overrides["grad_accum"], recipe, effective)
         else:
             if effective < 1 or effective % micro:
-                divisors = [n for n in (1, 2, 4, 8, 16, 32) if effective >= 1 and effective % n == 0]
+                divisors = [n for n in (1, 2, 4, 8, 16, 32) if effective >= 1
+                            and effective % (n * num_processes) == 0]
+                per = f" ({micro // num_processes} per process x {num_processes} processes)" \
+                    if num_processes > 1 else ""
                 raise ConfigError(f"the effective batch {effective} is not a multiple of the micro-batch "
-                                  f"{micro}; pass a --batch-size that divides it (e.g. {divisors})")
+                                  f"{micro}{per}; pass a --batch-size that divides it (e.g. {divisors})")
             values["grad_accum"] = effective // micro
     return TrainConfig(**values)
 
@@ -158,8 +176,10 @@ class TrainState:
 def _pick_loss(cfg: TrainConfig, examples: list[TrainExample]) -> str:
     has_scores = all(e.scores is not None for e in examples)
     if cfg.loss == "kl" and not has_scores:
-        raise ConfigError("--loss kl needs teacher scores for every example ('scores' in the JSONL); "
-                          "use --loss infonce")
+        missing = sum(e.scores is None for e in examples)
+        raise ConfigError(f"the KL loss (--loss kl, also --recipe paper's loss) needs teacher scores for "
+                          f"every example ('scores' in the JSONL: one per candidate, positive first); "
+                          f"{missing} of {len(examples)} examples have none. Add them, or pass --loss infonce")
     if cfg.loss == "auto":
         return "kl" if has_scores else "infonce"
     return cfg.loss
@@ -192,25 +212,138 @@ def _apply_lora(encoder, cfg: TrainConfig):
     return peft_model
 
 
-def _batches(examples: list[TrainExample], cfg: TrainConfig, epoch: int):
+def make_accelerator(device: str = "auto", mixed_precision: str | None = None):
+    """The ``accelerate.Accelerator`` a training run uses; create it before loading the encoder.
+
+    In a multi-process launch (``accelerate launch``, ``torchrun``) creating it joins the process
+    group (gloo on CPU, NCCL on CUDA) and makes ``cuda`` this process's own GPU
+    (``cuda:LOCAL_RANK``), so an encoder loaded afterwards with ``device="cuda"`` lands there.
+    ``device``: "cpu" forces CPU processes; anything else lets accelerate pick (CUDA, MPS, CPU).
+    ``mixed_precision``: "no", "bf16" or "fp16" autocasts the backbone's forward (the SAE head,
+    scores and losses stay float32); None takes ``accelerate launch --mixed_precision`` (the
+    ``ACCELERATE_MIXED_PRECISION`` variable), else "no". Raises ConfigError for another value.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+    from accelerate.utils import DistributedType
+
+    if mixed_precision is not None and mixed_precision not in MIXED_PRECISIONS:
+        raise ConfigError(f"mixed_precision must be one of {list(MIXED_PRECISIONS)}; got {mixed_precision!r}")
+    # accelerate keeps one process-wide state: a second Accelerator with other settings raises
+    # "AcceleratorState has already been initialized and cannot be changed" (or silently inherits
+    # the first one's mixed precision when given None), and `train` may run several times in one
+    # process (tests, notebooks). Single-process state holds no process group, so it is reset
+    # (accelerate's private _reset_state, accelerate 1.x); a distributed one is left alone.
+    if PartialState._shared_state.get("distributed_type") == DistributedType.NO:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    # device_placement=False: the encoder is already on its device (its tokenizer outputs follow
+    # encoder.device), and moving the model behind its back would split the two
+    return Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision, device_placement=False)
+
+
+
+def _global_batches(examples: list[TrainExample], cfg: TrainConfig, epoch: int, num_processes: int):
+    """Global batches of ``cfg.batch_size x num_processes`` examples, shuffled by (seed, epoch):
+    the same sequence in every process, whatever the number of processes."""
+    size = cfg.batch_size * num_processes
     order = list(range(len(examples)))
     random.Random(cfg.seed * 1000 + epoch).shuffle(order)
-    for s in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size):
-        yield [examples[i] for i in order[s:s + cfg.batch_size]]
+    for s in range(0, len(order) - size + 1, size):
+        yield [examples[i] for i in order[s:s + size]]
 
 
-def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState) -> None:
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    peft_model.save_pretrained(str(tmp / "adapter"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
-                "history": state.history, "temperature": state.temperature,
-                "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
-    shutil.rmtree(directory, ignore_errors=True)
-    os.replace(tmp, directory)
+def _local_slice(global_batch: list[TrainExample], cfg: TrainConfig, rank: int) -> list[TrainExample]:
+    """Process ``rank``'s micro-batch: slice ``rank`` (``cfg.batch_size`` examples) of a global
+    batch, so that gathering the slices in rank order rebuilds the global batch."""
+    return global_batch[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]
 
 
-def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState) -> None:
+def _gather_rows(x: torch.Tensor, accelerator) -> torch.Tensor:
+    """(b, V) per process -> (N x b, V): the rows of every process, in rank order.
+
+    Only this process's rows keep autograd (the others are detached copies): each process then
+    computes the full global loss, and its backward gives the gradient through its own rows;
+    DDP averages the N partial gradients, so the loss is multiplied by N to get their sum, the
+    1-process gradient (``train`` does so). ``torch.distributed.nn.functional.all_gather`` would
+    also keep autograd, but its backward sums every process's gradient for every row in an
+    all-to-all of (N x b, V) tensors, which the copy-and-scale here does not need. Every process
+    must pass the same shape (the global batches are cut in equal slices).
+    """
+    if accelerator.num_processes == 1:
+        return x
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(x) for _ in range(accelerator.num_processes)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[accelerator.process_index] = x
+    return torch.cat(parts)
+
+
+class _Pooler(torch.nn.Module):
+    """The module DDP wraps: (queries, documents) -> (B, V), (B*n, V) pooled vectors in float32.
+
+    One forward for both sides, because DDP expects one forward per backward (a parameter used in
+    two wrapped forwards is marked ready twice). Only the backbone (with its LoRA) is a
+    submodule: the frozen head is identical in every process and DDP need not broadcast it.
+    """
+
+    def __init__(self, encoder, apply_top_k: bool):
+        super().__init__()
+        self.backbone = encoder.backbone.model
+        object.__setattr__(self, "_encoder", encoder)  # not a submodule (see above)
+        self.apply_top_k = apply_top_k
+
+    def forward(self, queries: list[str], docs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        # float32 from here on whatever the backbone dtype: bfloat16 keeps 8 significant bits,
+        # so scores of ~2000 come out in steps of 8 (errors of ~7 measured on CPU), as large
+        # as the score gaps the losses' softmax (temperature 50-80) has to resolve
+        enc = self._encoder
+        q = enc.pooled(queries, "query", apply_top_k=self.apply_top_k).float()  # (B, V)
+        d = enc.pooled(docs, "document", apply_top_k=self.apply_top_k).float()  # (B*n, V)
+        return q, d
+
+
+def _head_pool_in_float32(head):
+    """``head.pool`` with autocast off: accelerate's mixed precision autocasts the whole wrapped
+    forward, which would run the SAE encoder's matmul in bf16/fp16; the SAE stays float32 (the
+    head casts its input to its own dtype)."""
+    pool = head.pool
+
+    def pool_without_autocast(*args, **kwargs):
+        h = args[0] if args else kwargs.get("h")
+        device_type = h.device.type if isinstance(h, torch.Tensor) else "cpu"
+        with torch.autocast(device_type=device_type, enabled=False):
+            return pool(*args, **kwargs)
+
+    return pool_without_autocast
+
+
+def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState, accelerator=None) -> None:
+    """Write the adapter and the optimizer/scheduler/loop state to ``directory`` atomically (a
+    temporary directory renamed into place). Called by every process: only the main one writes
+    (the LoRA weights and the optimizer state are the same in every process after the DDP
+    all-reduce); each process's RNG state is gathered into the file; all return once it exists."""
+    rng = torch.get_rng_state()
+    multi = accelerator is not None and accelerator.num_processes > 1
+    rngs = accelerator.gather_for_metrics([rng], use_gather_object=True) if multi else [rng]
+    if accelerator is None or accelerator.is_main_process:
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        peft_model.save_pretrained(str(tmp / "adapter"))
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
+                    "history": state.history, "temperature": state.temperature,
+                    "torch_rng": rng, "torch_rng_per_process": rngs, "num_processes": len(rngs)},
+                   tmp / "trainer_state.pt")
+        shutil.rmtree(directory, ignore_errors=True)
+        os.replace(tmp, directory)
+    if multi:
+        accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState, accelerator=None) -> None:
+    """Load a checkpoint of ``_save_checkpoint`` (every process loads the same files). A run may
+    resume with another number of processes: the global batches do not depend on it."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -221,19 +354,44 @@ def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState)
     sched.load_state_dict(saved["scheduler"])
     state.step, state.history = saved["step"], saved["history"]
     state.temperature = saved.get("temperature", 0.0)
-    torch.set_rng_state(saved["torch_rng"])
+    rank = accelerator.process_index if accelerator is not None else 0
+    per_process = saved.get("torch_rng_per_process") or [saved["torch_rng"]]
+    torch.set_rng_state(per_process[rank] if rank < len(per_process) else saved["torch_rng"])
+    if saved.get("num_processes", 1) != (accelerator.num_processes if accelerator is not None else 1):
+        logger.info("checkpoint written by %d processes, resumed by %d (same global batches)",
+                    saved.get("num_processes", 1), accelerator.num_processes if accelerator else 1)
     logger.info("resumed from %s at step %d", directory, state.step)
 
 
+def _check_device(encoder, accelerator) -> None:
+    """DDP needs the model on this process's own device; raise ConfigError otherwise."""
+    if accelerator.num_processes == 1:
+        return
+    have = torch.device(encoder.device)
+    want = accelerator.device
+    if have.type != want.type or (want.type == "cuda" and (have.index if have.index is not None
+                                                            else torch.cuda.current_device()) != want.index):
+        raise ConfigError(f"process {accelerator.process_index} has its encoder on {have} but accelerate "
+                          f"gave it {want}: create the Accelerator (trainer.make_accelerator) before "
+                          "loading the encoder, then load it with device='cuda' (or 'cpu' with --cpu)")
+
+
 def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: Path, *,
-          resume: bool = True, progress: bool = True, recipe: str | None = None) -> dict:
+          resume: bool = True, progress: bool = True, recipe: str | None = None,
+          accelerator=None) -> dict:
     """Fine-tune ``encoder`` in place and write the model directory to ``output_dir``.
 
-    Each optimizer step consumes ``cfg.grad_accum`` micro-batches of ``cfg.batch_size`` queries
-    with ``1 + cfg.negatives`` candidates each. In-batch negatives (InfoNCE) and the FLOPS means
-    are per micro-batch. ``recipe`` is only recorded in the report. Returns the report written to
-    ``output_dir/train_report.json``. Raises ConfigError for an impossible set-up (no examples,
-    fewer examples than one step, KL without teacher scores).
+    Each optimizer step consumes ``cfg.grad_accum`` micro-batches; a micro-batch is a global
+    batch of ``cfg.batch_size x N`` queries (N processes; each process encodes its own
+    ``cfg.batch_size``), each with ``1 + cfg.negatives`` candidates. The KL/InfoNCE loss, the
+    in-batch negatives and the FLOPS means are over the global micro-batch, so the result does
+    not depend on N. ``accelerator``: from ``make_accelerator`` (one is made when None; in a
+    multi-process launch make it before loading the encoder). Only the main process writes the
+    checkpoint (``<output_dir>.checkpoint``, every ``cfg.save_every`` steps) and the model; every
+    process resumes from the checkpoint. ``recipe`` is only recorded in the report. Returns the
+    report written to ``output_dir/train_report.json`` (the same in every process). Raises
+    ConfigError for an impossible set-up (no examples, fewer examples than one step, KL without
+    teacher scores, an encoder on another device than the process's).
     """
     from tqdm.auto import tqdm
 
@@ -242,6 +400,11 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     if not examples:
         raise ConfigError("no training examples")
     loss_name = _pick_loss(cfg, examples)
+    if accelerator is None:
+        accelerator = make_accelerator(str(torch.device(encoder.device).type))
+    _check_device(encoder, accelerator)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    accelerator.gradient_accumulation_steps = cfg.grad_accum
     torch.manual_seed(cfg.seed)
     # Training lengths apply while training; the saved model keeps its inference lengths
     # (the paper trains at 128 tokens and evaluates with longer contexts).
@@ -253,12 +416,13 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    steps_per_epoch = len(examples) // (cfg.batch_size * cfg.grad_accum)
+    global_size = cfg.batch_size * world
+    steps_per_epoch = len(examples) // (global_size * cfg.grad_accum)
     total = cfg.max_steps or steps_per_epoch * cfg.epochs
     if total <= 0:
         raise ConfigError(f"{len(examples)} examples make no full step of batch {cfg.batch_size} x "
-                          f"accumulation {cfg.grad_accum}; use more data or a smaller --batch-size, "
-                          "--grad-accum or --effective-batch-size")
+                          f"{world} processes x accumulation {cfg.grad_accum}; use more data or a smaller "
+                          "--batch-size, --grad-accum or --effective-batch-size")
     warmup = max(1, math.ceil(cfg.warmup_fraction * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
@@ -266,8 +430,13 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     state = TrainState()
     ckpt = Path(output_dir).with_name(Path(output_dir).name + ".checkpoint")
     if resume and (ckpt / "trainer_state.pt").is_file():
-        _load_checkpoint(ckpt, peft_model, opt, sched, state)
-    with_top_k = cfg.train_top_k
+        _load_checkpoint(ckpt, peft_model, opt, sched, state, accelerator)
+    # The scheduler is stepped here once per optimizer step, not prepared: accelerate's
+    # AcceleratedScheduler steps N times per step (it assumes per-process epochs of 1/N the data),
+    # while `total` already counts global steps.
+    pooler, opt = accelerator.prepare(_Pooler(encoder, cfg.train_top_k), opt)
+    original_pool = encoder.head.__dict__.get("pool")
+    encoder.head.pool = _head_pool_in_float32(encoder.head)
     if cfg.temperature is None:
         family, temperature_source = family_temperature(encoder)
         if family > 0:
@@ -281,76 +450,92 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     else:
         family, temperature_source = 0.0, "auto: asked for"
     temperature = family if family > 0 else state.temperature
-    logger.info("training %s: micro-batch %d queries x %d candidates, %d micro-batches per step "
-                "(effective batch %d), %d steps, backbone %s on %s; scores and losses in float32",
-                loss_name, cfg.batch_size, 1 + cfg.negatives, cfg.grad_accum, cfg.effective_batch_size,
-                total, str(encoder.backbone.model.dtype).removeprefix("torch."), encoder.device)
-    bar = tqdm(total=total, initial=state.step, desc=f"train ({loss_name})", unit="step", disable=not progress)
+    if main:
+        logger.info("training %s: micro-batch %d queries x %d candidates x %d processes, %d micro-batches "
+                    "per step (effective batch %d), %d steps, backbone %s on %s, mixed precision %s; "
+                    "scores and losses in float32", loss_name, cfg.batch_size, 1 + cfg.negatives, world,
+                    cfg.grad_accum, cfg.effective_batch_size * world, total,
+                    str(encoder.backbone.model.dtype).removeprefix("torch."), encoder.device,
+                    accelerator.mixed_precision)
+    bar = tqdm(total=total, initial=state.step, desc=f"train ({loss_name})", unit="step",
+               disable=not (progress and main))
     start = time.time()
-    micro = 0
     done = state.step * cfg.grad_accum  # micro-batches already consumed (for resume)
     epoch = 0
-    while state.step < total:
-        for batch in _batches(examples, cfg, epoch):
-            if done > 0:
-                done -= 1
-                continue
-            queries = [e.query for e in batch]
-            docs = [d for e in batch for d in e.docs[: 1 + cfg.negatives]]
-            # float32 from here on whatever the backbone dtype: bfloat16 keeps 8 significant bits,
-            # so scores of ~2000 come out in steps of 8 (errors of ~7 measured on CPU), as large
-            # as the score gaps the losses' softmax (temperature 50-80) has to resolve
-            q = encoder.pooled(queries, "query", apply_top_k=with_top_k).float()  # (B, V)
-            d = encoder.pooled(docs, "document", apply_top_k=with_top_k).float()  # (B*n, V)
-            if temperature <= 0:
-                # auto: the spread of the initial in-batch scores, so that softmax starts unsaturated
-                # whatever the representation's scale (SAE latents vs vocabulary logits differ by
-                # orders of magnitude; the paper hand-picks 10 to 80). Fixed from then on.
-                with torch.no_grad():
-                    temperature = max(float((q @ d.t()).std()), 1e-3)
-                logger.info("auto temperature: %.4g", temperature)
-                state.temperature = temperature
-            if loss_name == "kl":
-                teacher = torch.tensor([list(e.scores[: 1 + cfg.negatives]) for e in batch], device=q.device)
-                rank_loss = kl_distillation(candidate_scores(q, d), teacher, temperature)
-            else:
-                rank_loss = info_nce(q, d, temperature, cfg.in_batch_negatives)
-            lq = flops_weight(state.step, cfg.flops_query, flops_warmup)
-            ld = flops_weight(state.step, cfg.flops_doc, flops_warmup)
-            fq, fd = flops(q), flops(d)
-            loss = (rank_loss + lq * fq + ld * fd) / cfg.grad_accum
-            loss.backward()
-            micro += 1
-            if micro % cfg.grad_accum:
-                continue
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            state.step += 1
-            record = {"step": state.step, "loss": round(rank_loss.item(), 5), "flops_q": round(fq.item(), 3),
-                      "flops_d": round(fd.item(), 3), "nnz_q": round(float((q > 0).sum(1).float().mean()), 1),
-                      "nnz_d": round(float((d > 0).sum(1).float().mean()), 1)}
-            state.history.append(record)
-            bar.update(1)
-            bar.set_postfix({k: v for k, v in record.items() if k != "step"})
-            if cfg.save_every and state.step % cfg.save_every == 0 and state.step < total:
-                _save_checkpoint(ckpt, peft_model, opt, sched, state)
-            if state.step >= total:
-                break
-        epoch += 1
+    try:
+        while state.step < total:
+            for global_batch in _global_batches(examples, cfg, epoch, world):
+                if done > 0:
+                    done -= 1
+                    continue
+                batch = _local_slice(global_batch, cfg, rank)
+                queries = [e.query for e in batch]
+                docs = [d for e in batch for d in e.docs[: 1 + cfg.negatives]]
+                # accumulate: no DDP all-reduce until the last micro-batch of the step, and
+                # accelerator.backward divides the loss by grad_accum
+                with accelerator.accumulate(pooler):
+                    q_local, d_local = pooler(queries, docs)
+                    q = _gather_rows(q_local, accelerator)  # (N*b, V): the global micro-batch
+                    d = _gather_rows(d_local, accelerator)  # (N*b*n, V)
+                    if temperature <= 0:
+                        # auto: the spread of the initial in-batch scores, so that softmax starts
+                        # unsaturated whatever the representation's scale (SAE latents vs vocabulary
+                        # logits differ by orders of magnitude; the paper hand-picks 10 to 80).
+                        # Fixed from then on; the same in every process (global batch).
+                        with torch.no_grad():
+                            temperature = max(float((q @ d.t()).std()), 1e-3)
+                        logger.info("auto temperature: %.4g", temperature)
+                        state.temperature = temperature
+                    if loss_name == "kl":
+                        teacher = torch.tensor([list(e.scores[: 1 + cfg.negatives]) for e in global_batch],
+                                               device=q.device)  # (N*b, n)
+                        rank_loss = kl_distillation(candidate_scores(q, d), teacher, temperature)
+                    else:
+                        rank_loss = info_nce(q, d, temperature, cfg.in_batch_negatives)
+                    lq = flops_weight(state.step, cfg.flops_query, flops_warmup)
+                    ld = flops_weight(state.step, cfg.flops_doc, flops_warmup)
+                    fq, fd = flops(q), flops(d)
+                    loss = rank_loss + lq * fq + ld * fd
+                    # x N: DDP averages the N processes' gradients (see _gather_rows)
+                    accelerator.backward(loss * world)
+                    if not accelerator.sync_gradients:
+                        continue
+                    accelerator.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                state.step += 1
+                record = {"step": state.step, "loss": round(rank_loss.item(), 5), "flops_q": round(fq.item(), 3),
+                          "flops_d": round(fd.item(), 3), "nnz_q": round(float((q > 0).sum(1).float().mean()), 1),
+                          "nnz_d": round(float((d > 0).sum(1).float().mean()), 1)}
+                state.history.append(record)
+                bar.update(1)
+                bar.set_postfix({k: v for k, v in record.items() if k != "step"})
+                if cfg.save_every and state.step % cfg.save_every == 0 and state.step < total:
+                    _save_checkpoint(ckpt, peft_model, opt, sched, state, accelerator)
+                if state.step >= total:
+                    break
+            epoch += 1
+    finally:
+        if original_pool is None:
+            encoder.head.__dict__.pop("pool", None)
+        else:
+            encoder.head.pool = original_pool
     bar.close()
     peft_model.eval()
     # the resolved values: the temperature actually used and the effective batch
     resolved = asdict(replace(cfg, temperature=temperature))
     report = {"loss": loss_name, "temperature": temperature, "temperature_source": temperature_source,
-              "recipe": recipe, "effective_batch_size": cfg.effective_batch_size,
+              "recipe": recipe, "effective_batch_size": cfg.effective_batch_size * world,
+              "processes": world, "mixed_precision": accelerator.mixed_precision,
               "dtype": str(encoder.backbone.model.dtype).removeprefix("torch."), "device": str(encoder.device),
               "steps": state.step, "examples": len(examples),
               "seconds_this_run": round(time.time() - start, 1), "config": resolved,
               "history": state.history}
     encoder.config = inference_config
-    encoder.save_pretrained(output_dir, overwrite=True)
-    (Path(output_dir) / "train_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    shutil.rmtree(ckpt, ignore_errors=True)
+    if main:
+        encoder.save_pretrained(output_dir, overwrite=True)
+        (Path(output_dir) / "train_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        shutil.rmtree(ckpt, ignore_errors=True)
+    accelerator.wait_for_everyone()
     return report

@@ -1,0 +1,258 @@
+"""Encoding at scale on the CPU: Ray workers, memory over a long encode, cost of parts + manifest.
+
+Three measurements (issue 9, section 4), printed as a markdown table and saved as JSON:
+
+1. **Ray throughput**: the same corpus encoded by ``encode_ray`` with 1 and with 2 actors (one
+   torch thread each, ``cpus_per_worker=1``) in one Ray instance started once (its ~9 s start is
+   not counted; each actor's model load is). Documents per second and the 2-worker speed-up.
+2. **Resident memory over a long encode**: the local engine encodes ``--rss-docs`` documents
+   (default 20,000) while a thread samples this process's RSS (``/proc/self/status`` VmRSS) every
+   0.5 s. Reported: RSS after the first part, at the end, its maximum, and the slope of a
+   least-squares line through the samples after the first part (MiB per 1,000 documents).
+3. **Parts and manifest overhead**: during run 2, the time spent in ``PartsDir.prepare``,
+   ``write_part`` (gzip JSONL, fsync, rename, done-marker) and ``finish`` as a share of the
+   encode's wall time. ``write_part`` includes serialising the JSONL, which a plain single-file
+   writer also pays, so the share is an upper bound on what the parts scheme adds.
+
+The documents are SQuAD-train questions (``../shared/data/squad-train/queries.jsonl``) read as
+documents: the first ``--ray-docs`` (default 3,000) for 1, the first ``--rss-docs`` for 2 and 3.
+They are short, so 20,000 of them encode in minutes on 2 cores with the default model (long
+documents such as cranfield's abstracts take an hour). They are streamed from the shared folder
+into a temporary JSONL, never copied into the repository; ``--corpus`` picks another corpus for 1.
+
+Usage (the committed table came from this command; see benchmarks/results/encode_scale.md):
+
+    python benchmarks/encode_scale.py --out benchmarks/results/encode_scale
+
+Run it on an otherwise idle machine: the Ray speed-up measures how two actors share the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("SPLARE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+
+
+class RssSampler(threading.Thread):
+    """Samples (seconds, documents done, RSS MiB) every ``period`` seconds until stopped."""
+
+    def __init__(self, progress, period: float = 0.5):
+        super().__init__(daemon=True)
+        self.progress, self.period = progress, period
+        self.samples: list[tuple[float, int, float]] = []
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        start = time.perf_counter()
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter() - start, self.progress(), rss_mib()))
+            self._stop.wait(self.period)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+def ray_throughput(model: str, corpus: str, work: Path, workers: list[int], batch_size: int,
+                   part_size: int) -> list[dict]:
+    import ray
+
+    from splare_lucene.engines.parts import ShardSpec
+    from splare_lucene.engines.ray import RayResources, encode_ray
+
+    # one instance for every run; more logical CPUs than cores (read task + actors, see ray.py)
+    ray.init(address="local", num_cpus=max(4, max(workers) + 2), num_gpus=0, include_dashboard=False,
+             log_to_driver=False)
+    rows = []
+    try:
+        for n in workers:
+            out = work / f"ray-{n}"
+            t0 = time.perf_counter()
+            summary = encode_ray(model, corpus, out, shard=ShardSpec(), part_size=part_size,
+                                 batch_size=batch_size, progress=False, device="cpu", dtype="float32",
+                                 resources=RayResources(num_workers=n, cpus_per_worker=1))
+            seconds = time.perf_counter() - t0
+            rows.append({"workers": n, "documents": summary.documents, "seconds": round(seconds, 2),
+                         "docs_per_s": round(summary.documents / seconds, 2)})
+            print(f"ray, {n} worker(s): {summary.documents} docs in {seconds:.1f} s", file=sys.stderr)
+    finally:
+        ray.shutdown()
+    base = rows[0]["docs_per_s"]
+    for row in rows:
+        row["speedup"] = round(row["docs_per_s"] / base, 3)
+    return rows
+
+
+def first_questions(n: int, path: Path) -> Path:
+    """The first ``n`` SQuAD-train questions as a JSONL corpus (``_id``, ``text``) in ``path``."""
+    src = DATA / "squad-train" / "queries.jsonl"
+    if not src.is_file():
+        sys.exit(f"{src} not found: set SPLARE_SHARED_DATA to the shared data folder")
+    written = 0
+    with src.open() as f, path.open("w") as out:
+        for line in f:
+            if written == n:
+                break
+            obj = json.loads(line)
+            out.write(json.dumps({"_id": obj["_id"], "text": obj["text"]}) + "\n")
+            written += 1
+    if written < n:
+        sys.exit(f"{src} has only {written} questions; pass --rss-docs <= {written}")
+    return path
+
+
+def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size: int) -> dict:
+    import torch
+
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.engines import local
+    from splare_lucene.engines.parts import PartsDir, ShardSpec
+
+    corpus = first_questions(n_docs, work / "questions.jsonl")
+    encoder = SplareEncoder.from_pretrained(model, device="cpu", dtype="float32")
+    timers = {"prepare": 0.0, "write_part": 0.0, "finish": 0.0}
+    originals = {name: getattr(PartsDir, name) for name in timers}
+
+    def timed(name):
+        def wrapper(self, *args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return originals[name](self, *args, **kwargs)
+            finally:
+                timers[name] += time.perf_counter() - t0
+        return wrapper
+
+    done = [0]
+    encode_part = local.encode_part
+
+    def counting_encode_part(*args, **kwargs):
+        records = encode_part(*args, **kwargs)
+        done[0] += len(records)
+        return records
+
+    for name in timers:
+        setattr(PartsDir, name, timed(name))
+    local.encode_part = counting_encode_part
+    sampler = RssSampler(lambda: done[0])
+    try:
+        sampler.start()
+        t0 = time.perf_counter()
+        summary = local.encode_local(encoder, str(corpus), work / "local", shard=ShardSpec(),
+                                     part_size=part_size, batch_size=batch_size, progress=False)
+        seconds = time.perf_counter() - t0
+    finally:
+        sampler.stop()
+        for name, fn in originals.items():
+            setattr(PartsDir, name, fn)
+        local.encode_part = encode_part
+    after_first = [(d, r) for _, d, r in sampler.samples if d >= part_size]
+    slope = float("nan")
+    if len(after_first) >= 2:
+        xs = torch.tensor([d / 1000 for d, _ in after_first], dtype=torch.float64)
+        ys = torch.tensor([r for _, r in after_first], dtype=torch.float64)
+        xc = xs - xs.mean()
+        slope = float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
+    overhead = sum(timers.values())
+    return {
+        "documents": summary.documents, "part_size": part_size, "seconds": round(seconds, 2),
+        "docs_per_s": round(summary.documents / seconds, 2),
+        "rss_after_first_part_mib": round(after_first[0][1], 1) if after_first else None,
+        "rss_end_mib": round(sampler.samples[-1][2], 1),
+        "rss_max_mib": round(max(r for _, _, r in sampler.samples), 1),
+        "rss_slope_mib_per_1000_docs": round(slope, 3),
+        "samples": len(sampler.samples),
+        "parts_seconds": {k: round(v, 3) for k, v in timers.items()},
+        "parts_overhead_fraction": round(overhead / seconds, 5),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="default")
+    p.add_argument("--corpus", help="corpus of the Ray throughput runs (default: the first --ray-docs "
+                   "SQuAD-train questions)")
+    p.add_argument("--ray-docs", type=int, default=3000)
+    p.add_argument("--workers", default="1,2", help="Ray actor counts to compare (the first is the base)")
+    p.add_argument("--rss-docs", type=int, default=20000)
+    p.add_argument("--part-size", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--skip-ray", action="store_true")
+    p.add_argument("--skip-rss", action="store_true")
+    p.add_argument("--out", help="write OUT.json and OUT.md")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)  # the local run uses one thread, like one Ray worker
+    result = {"command": "python benchmarks/encode_scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+              "date": time.strftime("%Y-%m-%d")}
+    with tempfile.TemporaryDirectory(prefix="splare-encode-scale-") as tmp:
+        work = Path(tmp)
+        if not args.skip_ray:
+            corpus = args.corpus or str(first_questions(args.ray_docs, work / "ray-questions.jsonl"))
+            args.corpus = args.corpus or f"first {args.ray_docs} SQuAD-train questions"
+            result["ray"] = ray_throughput(args.model, corpus, work,
+                                           [int(n) for n in args.workers.split(",")],
+                                           args.batch_size, args.part_size)
+        if not args.skip_rss:
+            result["long_encode"] = long_encode(args.model, args.rss_docs, work, args.batch_size,
+                                                args.part_size)
+    md = render(result, args)
+    print(md)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+        out.with_suffix(".md").write_text(md)
+    return 0
+
+
+def render(result: dict, args) -> str:
+    lines = ["# Encoding at scale on the CPU", "", f"Command: `{result['command']}`", "",
+             f"Machine: {result['machine']}; {result['date']}. Model: `{args.model}`; batch "
+             f"{args.batch_size}, part size {args.part_size}; one torch thread per worker.", ""]
+    if "ray" in result:
+        lines += ["## Ray Data engine: 1 vs 2 workers", "",
+                  f"Corpus `{args.corpus}`; wall time of `encode_ray` in one running Ray instance "
+                  "(actor start and model load included).", "",
+                  "| workers | documents | seconds | docs/s | speed-up |", "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['workers']} | {r['documents']} | {r['seconds']} | {r['docs_per_s']} | {r['speedup']}x |"
+                  for r in result["ray"]]
+        lines += ["", "Target: >= 1.8x for 2 workers.", ""]
+    if "long_encode" in result:
+        r = result["long_encode"]
+        lines += ["## Local engine: resident memory and the cost of parts", "",
+                  f"{r['documents']} SQuAD-train questions as documents, {r['seconds']} s "
+                  f"({r['docs_per_s']} docs/s), RSS sampled every 0.5 s ({r['samples']} samples).", "",
+                  "| measure | value |", "|---|---:|",
+                  f"| RSS after the first part | {r['rss_after_first_part_mib']} MiB |",
+                  f"| RSS at the end | {r['rss_end_mib']} MiB |",
+                  f"| RSS maximum | {r['rss_max_mib']} MiB |",
+                  f"| RSS slope after the first part | {r['rss_slope_mib_per_1000_docs']} MiB per 1,000 docs |",
+                  f"| prepare + write_part + finish | {sum(r['parts_seconds'].values()):.2f} s "
+                  f"({', '.join(f'{k} {v} s' for k, v in r['parts_seconds'].items())}) |",
+                  f"| share of encode time | {100 * r['parts_overhead_fraction']:.2f}% (target < 2%) |", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
