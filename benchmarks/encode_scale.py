@@ -190,6 +190,8 @@ def main(argv=None) -> int:
     p.add_argument("--corpus", help="corpus of the Ray throughput runs (default: the first --ray-docs "
                    "SQuAD-train questions)")
     p.add_argument("--ray-docs", type=int, default=3000)
+    p.add_argument("--ray-part-size", type=int, default=250,
+                   help="part size of the Ray runs: small enough that both actors get parts to share")
     p.add_argument("--workers", default="1,2", help="Ray actor counts to compare (the first is the base)")
     p.add_argument("--rss-docs", type=int, default=20000)
     p.add_argument("--part-size", type=int, default=2000)
@@ -212,7 +214,7 @@ def main(argv=None) -> int:
             args.corpus = args.corpus or f"first {args.ray_docs} SQuAD-train questions"
             result["ray"] = ray_throughput(args.model, corpus, work,
                                            [int(n) for n in args.workers.split(",")],
-                                           args.batch_size, args.part_size)
+                                           args.batch_size, args.ray_part_size)
         if not args.skip_rss:
             result["long_encode"] = long_encode(args.model, args.rss_docs, work, args.batch_size,
                                                 args.part_size)
@@ -232,8 +234,8 @@ def render(result: dict, args) -> str:
              f"{args.batch_size}, part size {args.part_size}; one torch thread per worker.", ""]
     if "ray" in result:
         lines += ["## Ray Data engine: 1 vs 2 workers", "",
-                  f"Corpus `{args.corpus}`; wall time of `encode_ray` in one running Ray instance "
-                  "(actor start and model load included).", "",
+                  f"Corpus: {args.corpus}; part size {args.ray_part_size}; wall time of `encode_ray` in "
+                  "one running Ray instance (actor start and model load included).", "",
                   "| workers | documents | seconds | docs/s | speed-up |", "|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['workers']} | {r['documents']} | {r['seconds']} | {r['docs_per_s']} | {r['speedup']}x |"
                   for r in result["ray"]]
