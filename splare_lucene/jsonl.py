@@ -59,6 +59,20 @@ class WriteSummary:
         return text
 
 
+def count_vector(stats, doc_id: str, vector: dict[str, int]) -> None:
+    """Add one document's vector to ``stats`` (a WriteSummary or an engines.parts.PartRecord:
+    anything with total_nnz, max_nnz, total_weight, empty and empty_ids); the first
+    MAX_EMPTY_IDS empty documents are listed by id, all are counted."""
+    nnz = len(vector)
+    stats.total_nnz += nnz
+    stats.max_nnz = max(stats.max_nnz, nnz)
+    stats.total_weight += sum(vector.values())
+    if nnz == 0:
+        stats.empty += 1
+        if len(stats.empty_ids) < MAX_EMPTY_IDS:
+            stats.empty_ids.append(doc_id)
+
+
 class JsonVectorWriter:
     """Context manager writing shards into ``output_dir`` atomically."""
 
@@ -84,14 +98,7 @@ class JsonVectorWriter:
         record = {"id": doc_id, "contents": text if self.contents else "", "vector": vector}
         self._files[s.documents % self.num_shards].write(json.dumps(record, ensure_ascii=False) + "\n")
         s.documents += 1
-        nnz = len(vector)
-        s.total_nnz += nnz
-        s.max_nnz = max(s.max_nnz, nnz)
-        s.total_weight += sum(vector.values())
-        if nnz == 0:
-            s.empty += 1
-            if len(s.empty_ids) < MAX_EMPTY_IDS:
-                s.empty_ids.append(doc_id)
+        count_vector(s, doc_id, vector)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         for f in self._files:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..errors import ConfigError, InputError
+from ..jsonl import MAX_EMPTY_IDS, SUMMARY_NAME, count_vector  # light: no torch, no JVM
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,6 @@ FORMAT_VERSION = 1
 DEFAULT_PART_SIZE = 2000
 WORK_DIR = ".work"
 MANIFEST_GLOB = "manifest.shard-*.json"
-SUMMARY_NAME = "summary.json"  # the same name jsonl.JsonVectorWriter writes
 _HEAD_BYTES = 1 << 20
 
 # Settings of a job that change its output: a directory written with other values is refused.
@@ -287,7 +287,6 @@ def make_job(encoder, source: str, *, model_name: str = "", shard: ShardSpec = S
 # -- records ---------------------------------------------------------------------------------------
 
 
-MAX_EMPTY_IDS = 1000  # ids listed per shard summary; the count is always exact
 
 
 @dataclass
@@ -342,14 +341,7 @@ def _record_of(part: PartSpec, shard: ShardSpec, records: Sequence[tuple[str, st
                      bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
                      ids_sha256=ids_digest(r[0] for r in records), documents=len(records))
     for doc_id, _, vector in records:
-        nnz = len(vector)
-        rec.total_nnz += nnz
-        rec.max_nnz = max(rec.max_nnz, nnz)
-        rec.total_weight += sum(vector.values())
-        if nnz == 0:
-            rec.empty += 1
-            if len(rec.empty_ids) < MAX_EMPTY_IDS:
-                rec.empty_ids.append(doc_id)
+        count_vector(rec, doc_id, vector)
     return rec
 
 
