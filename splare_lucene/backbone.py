@@ -36,9 +36,17 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def cache_dir() -> Path:
-    """Where converted backbones live (``$SPLARE_LUCENE_CACHE`` or ~/.cache/splare_lucene)."""
-    root = os.environ.get("SPLARE_LUCENE_CACHE") or Path.home() / ".cache" / "splare_lucene"
-    return Path(root)
+    """Where converted backbones live (``$SPLARE_LUCENE_CACHE`` or ~/.cache/splare_lucene).
+
+    Raises ConfigError when ``SPLARE_LUCENE_CACHE`` names something that is not a directory
+    (it may not exist yet: it is created on first use)."""
+    value = os.environ.get("SPLARE_LUCENE_CACHE", "").strip()
+    root = Path(value).expanduser() if value else Path.home() / ".cache" / "splare_lucene"
+    if value and root.exists() and not root.is_dir():
+        raise ConfigError(f"environment variable SPLARE_LUCENE_CACHE={value!r} is a file, not a directory; "
+                          "set it to a directory for converted backbones (created if missing), or unset "
+                          "it for ~/.cache/splare_lucene")
+    return root
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,9 +105,9 @@ def convert_gguf(gguf: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, **SAFE_LOAD)
         model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, **SAFE_LOAD
         )
     except ImportError as exc:
         raise CheckpointError(f"loading {gguf} needs the gguf package: `pip install gguf`") from exc
@@ -196,11 +204,97 @@ def pick_device(name: str) -> str:
     return name
 
 
-def last_layer(ref: str, base_dir: Path | None = None) -> int:
-    """The index of ``ref``'s last block (read from its config; nothing else is loaded)."""
+# ---------------------------------------------------------------------------------------------
+# Loading without running code from the checkpoint
+# ---------------------------------------------------------------------------------------------
+#
+# A model directory or hub repository is untrusted input. Every transformers load here passes
+#  * trust_remote_code=False: with transformers' default (None) a config or tokenizer that
+#    declares custom code (``auto_map``) makes transformers *ask on stdin* whether to run it
+#    (dynamic_module_utils.resolve_trust_remote_code), so an interactive "y" would import Python
+#    from the directory; False refuses without asking. splare-lucene has no option to allow it:
+#    the supported families are all implemented in transformers itself;
+#  * weights_only=True (model weights): safetensors files are preferred where a directory has
+#    both (transformers' default, use_safetensors=None), and a ``pytorch_model.bin`` pickle is read
+#    by torch's weights-only unpickler, which builds tensors and plain containers only. This is
+#    transformers' default since 4.50 (together with a torch>=2.6 check, CVE-2025-32434); it is
+#    passed explicitly so that no other default can turn it off.
+SAFE_LOAD = {"trust_remote_code": False}
+SAFE_WEIGHTS = {"trust_remote_code": False, "weights_only": True}
+
+
+def pickle_refusal_reason(exc: BaseException) -> str:
+    """What torch's weights-only unpickler refused, e.g. "unsupported GLOBAL posix.system ...".
+
+    Its message opens with advice to retry with ``weights_only=False`` (which would run the
+    payload), so only the line naming the refused global (or type) is kept.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
+            return line
+    rest = [line for line in lines if not line.startswith("Weights only load failed")]
+    return rest[0] if rest else type(exc).__name__
+
+
+def _refusal(source: str, what: str, exc: BaseException) -> CheckpointError | None:
+    """The CheckpointError for a load transformers refused for safety, or None for other errors.
+
+    ``what``: "config", "tokenizer" or "weights". Recognises transformers' custom-code ValueError
+    and torch's weights-only UnpicklingError (possibly wrapped in OSError by transformers).
+    """
+    import pickle
+
+    text = str(exc)
+    if "trust_remote_code" in text or "custom code" in text:
+        return CheckpointError(
+            f"{source}: its {what} needs custom code from the model repository (an auto_map entry in "
+            "config.json or tokenizer_config.json), and splare-lucene never runs code from a model "
+            "directory or hub repository (transformers' trust_remote_code stays off; there is no "
+            "option to turn it on). Use a checkpoint of a family transformers implements "
+            "(Llama, Gemma 2/3, Qwen 2.5/3, Mistral, BERT, XLM-R; docs/sae-formats.md), e.g. remove "
+            "auto_map from config.json if model_type already names one of them")
+    chain = [exc, exc.__cause__, exc.__context__]
+    if any(isinstance(e, pickle.UnpicklingError) for e in chain) or "Weights only load failed" in text:
+        return CheckpointError(
+            f"{source}: its {what} file is a pickle holding more than tensors, and was not loaded "
+            f"(unpickling it could run code from the file): {pickle_refusal_reason(exc)}. Use a model.safetensors "
+            "checkpoint; to convert a .bin you trust: `python -c \"import torch; from safetensors.torch "
+            "import save_file; save_file(torch.load('pytorch_model.bin', weights_only=False), "
+            "'model.safetensors')\"` in that directory, then delete the .bin")
+    return None
+
+
+def _safe_load(loader, source: str, what: str):
+    """``loader.from_pretrained(source)`` without remote code; a refusal (custom code, a pickle
+    holding more than tensors) becomes CheckpointError (see ``SAFE_LOAD`` and ``_refusal``)."""
+    try:
+        return loader.from_pretrained(source, **SAFE_LOAD)
+    except ValueError as exc:
+        refusal = _refusal(source, what, exc)
+        if refusal is None:
+            raise
+        raise refusal from exc
+
+
+def load_config(source: str):
+    """``AutoConfig.from_pretrained(source)`` without remote code; raises CheckpointError when
+    the config needs custom code (see ``SAFE_LOAD``)."""
     from transformers import AutoConfig
 
-    return _text_config(AutoConfig.from_pretrained(resolve_backbone(ref, base_dir))).num_hidden_layers - 1
+    return _safe_load(AutoConfig, source, "config")
+
+
+def load_tokenizer(source: str):
+    """``AutoTokenizer.from_pretrained(source)`` without remote code (see ``load_config``)."""
+    from transformers import AutoTokenizer
+
+    return _safe_load(AutoTokenizer, source, "tokenizer")
+
+
+def last_layer(ref: str, base_dir: Path | None = None) -> int:
+    """The index of ``ref``'s last block (read from its config; nothing else is loaded)."""
+    return _text_config(load_config(resolve_backbone(ref, base_dir))).num_hidden_layers - 1
 
 
 def _text_config(config):
@@ -288,9 +382,8 @@ def is_encoder_backbone(ref: str, base_dir: Path | None = None) -> bool:
     (no weight is read or allocated), the same test ``load_backbone`` uses.
     """
     import torch
-    from transformers import AutoConfig
 
-    config = _text_config(AutoConfig.from_pretrained(resolve_backbone(ref, base_dir)))
+    config = _text_config(load_config(resolve_backbone(ref, base_dir)))
     _truncate_config(config, 0)
     with torch.device("meta"):
         model = _model_class(config, False)._from_config(config, attn_implementation="eager")
@@ -330,12 +423,11 @@ def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str =
     import inspect
 
     import torch
-    from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     dtype = resolve_dtype(dtype, pick_device(device))  # "auto" needs the device
     source = resolve_backbone(ref, base_dir)
-    full_config = AutoConfig.from_pretrained(source)
+    full_config = load_config(source)
     config = _text_config(full_config)
     multimodal = config is not full_config
     total = _truncate_config(config, layer)
@@ -353,7 +445,13 @@ def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str =
     lm_head = None
     try:
         loaded, info = model_cls.from_pretrained(source, config=config, dtype=_torch_dtype(dtype),
-                                                 attn_implementation=attn, output_loading_info=True, **kwargs)
+                                                 attn_implementation=attn, output_loading_info=True,
+                                                 **SAFE_WEIGHTS, **kwargs)
+    except Exception as exc:  # pickle.UnpicklingError, or transformers' wrapping of it; others re-raised
+        refusal = _refusal(source, "weights", exc)
+        if refusal is None:
+            raise
+        raise refusal from exc
     finally:
         hf_logging.set_verbosity(verbosity)
     if with_lm_head:
@@ -380,7 +478,7 @@ def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str =
             setattr(model, name, torch.nn.Identity())  # hidden_states[L+1] is before the final norm
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = load_tokenizer(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import os
 import re
@@ -249,9 +248,9 @@ def register_local(folder: str | os.PathLike, *, split: str = "test", language: 
         dataset_id = f"local/{folder.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:6]}/{split}"
     if dataset_id not in _LOCAL:
         docs_cls, queries_cls, qrels_cls = _local_classes()
-        handlers = [docs_cls(name, _download(corpus), language or "en"), queries_cls(name, _download(queries))]
+        handlers = [docs_cls(name, corpus, language or "en"), queries_cls(name, queries)]
         if qrels.is_file():
-            handlers.append(qrels_cls(_download(qrels), qrels_defs={}))
+            handlers.append(qrels_cls(qrels))
         ir_datasets.registry.register(dataset_id, Dataset(*handlers))
         _LOCAL[dataset_id] = folder
     display = dataset_id[len("local/"):].rsplit("/", 1)[0]
@@ -267,20 +266,19 @@ def _download(path: Path):
     return GzipExtract(local) if path.suffix == ".gz" else local
 
 
-def _json_records(dlc) -> Iterator[tuple[str, dict]]:
-    """(id, object) per line of a BEIR JSONL file read through ir_datasets; errors name the line."""
-    with dlc.stream() as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", str(dlc.path()), number) from None
-            record_id = data.get("_id", data.get("id")) if isinstance(data, dict) else None
-            if record_id is None or str(record_id).strip() == "":
-                raise InputError("each line must be a JSON object with an '_id'", str(dlc.path()), number)
-            yield str(record_id), data
+def _json_records(path: Path) -> Iterator[tuple[int, str, dict]]:
+    """(line, id, object) per line of a local BEIR JSONL file.
+
+    Read by :func:`splare_lucene.textio.iter_jsonl` (gzip, strict UTF-8, BOM and CR dropped), not
+    through ir_datasets' streams: those hand out raw bytes, ``json.loads(bytes)`` guesses UTF-16/32
+    on its own, and a bad byte escaped as a bare UnicodeDecodeError without file or line. Ids are
+    found and checked as :mod:`splare_lucene.corpus` does for the same file given directly.
+    """
+    from .corpus import record_id
+    from .textio import iter_jsonl
+
+    for number, data in iter_jsonl(path):
+        yield number, record_id(data, path, number), data
 
 
 @functools.lru_cache(maxsize=None)
@@ -288,6 +286,8 @@ def _local_classes():
     """Defined on first use, so that importing this module does not import ir_datasets."""
     from ir_datasets.datasets.beir import BeirDocs, BeirQrels, BeirQueries
     from ir_datasets.formats import GenericQuery, TrecQrel
+
+    from .corpus import text_field
 
     class LocalBeirDoc(NamedTuple):
         doc_id: str
@@ -303,14 +303,16 @@ def _local_classes():
         """BeirDocs, streamed from the file. BeirDocs.docs_iter would first copy the corpus into a
         docstore under <ir_datasets home>/beir/<name>/, the place of the real beir/<name>."""
 
-        def __init__(self, name, dlc, lang: str):
-            super().__init__(name, dlc, LocalBeirDoc)
+        def __init__(self, name, path: Path, lang: str):
+            super().__init__(name, _download(path), LocalBeirDoc)
+            self._path = path
             self._lang = lang
 
         def docs_iter(self):
-            for doc_id, data in _json_records(self._dlc):
-                text = data.get("text", data.get("contents", ""))
-                yield LocalBeirDoc(doc_id, str(text or ""), str(data.get("title") or ""))
+            for number, doc_id, data in _json_records(self._path):
+                key = "text" if "text" in data else "contents"
+                yield LocalBeirDoc(doc_id, text_field(data, key, self._path, number),
+                                   text_field(data, "title", self._path, number))
 
         def docs_count(self):
             return None
@@ -322,29 +324,31 @@ def _local_classes():
             return self._lang
 
     class LocalBeirQueries(BeirQueries):
-        def __init__(self, name, dlc):
-            super().__init__(name, dlc, GenericQuery)
+        def __init__(self, name, path: Path):
+            super().__init__(name, _download(path), GenericQuery)
+            self._path = path
 
         def queries_iter(self):
-            for query_id, data in _json_records(self._dlc):
-                yield GenericQuery(query_id, str(data.get("text") or ""))
+            for number, query_id, data in _json_records(self._path):
+                yield GenericQuery(query_id, text_field(data, "text", self._path, number))
 
         def queries_namespace(self):
             return f"local/{self._name}"
 
     class LocalBeirQrels(BeirQrels):
-        """BEIR qrels TSV; BeirQrels asserts the header, which hand-made folders may lack."""
+        """BEIR qrels TSV read by :func:`splare_lucene.evaluate.iter_qrels`, as a ``--qrels`` file
+        is (gzip, strict UTF-8, BOM and CR dropped, ids checked, header optional: BeirQrels
+        asserts one, which hand-made folders may lack)."""
+
+        def __init__(self, path: Path):
+            super().__init__(_download(path), qrels_defs={})
+            self._path = path
 
         def qrels_iter(self):
-            with self._qrels_dlc.stream() as stream:
-                for number, raw in enumerate(stream, start=1):
-                    cols = raw.decode("utf-8").split()
-                    if not cols or (number == 1 and not cols[-1].lstrip("-").isdigit()):
-                        continue  # blank line or header
-                    if len(cols) != 3:
-                        raise InputError("expected `query-id corpus-id score`",
-                                         str(self._qrels_dlc.path()), number)
-                    yield TrecQrel(cols[0], cols[1], int(cols[2]), "0")
+            from .evaluate import iter_qrels
+
+            for _, query_id, doc_id, relevance in iter_qrels(self._path):
+                yield TrecQrel(query_id, doc_id, relevance, "0")
 
     return LocalBeirDocs, LocalBeirQueries, LocalBeirQrels
 

@@ -6,6 +6,7 @@ Runtime knobs (device, dtype, batch size) are not model config and are not saved
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -52,8 +53,8 @@ class SplareConfig:
             raise ConfigError(f"representation must be one of {list(REPRESENTATIONS)}; got {self.representation!r}")
         if self.layer < 0:
             raise ConfigError(f"layer must be >= 0; got {self.layer}")
-        if not self.quantization_scale > 0:
-            raise ConfigError(f"quantization_scale must be > 0; got {self.quantization_scale}")
+        if not (self.quantization_scale > 0 and math.isfinite(self.quantization_scale)):
+            raise ConfigError(f"quantization_scale must be a finite number > 0; got {self.quantization_scale}")
 
     def side(self, kind: str) -> TextSide:
         if kind not in ("query", "document"):
@@ -97,11 +98,11 @@ class SplareConfig:
     def load(cls, directory: Path) -> "SplareConfig":
         path = Path(directory) / CONFIG_NAME
         try:
-            obj = json.loads(path.read_text())
+            obj = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CheckpointError(f"{directory} is not a SPLARE model directory (no {CONFIG_NAME}); "
                                   "build one with `splare-lucene assemble`") from None
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # json.JSONDecodeError, UnicodeDecodeError
             raise CheckpointError(f"{path}: malformed JSON: {exc}") from exc
         return cls.from_dict(obj, where=str(path))
 

@@ -8,31 +8,31 @@ Sources (the same rules for documents and queries):
 * TSV: ``id<TAB>text`` (MS MARCO style; a header line ``id text`` is skipped);
 * an ir_datasets id, optionally prefixed ``irds:`` (``irds:beir/scifact/test``).
 
-Errors name the file and line. Duplicate ids and empty texts are errors unless asked otherwise.
+Files are read by :mod:`splare_lucene.textio`: plain or gzip, strict UTF-8 (a bad byte is an
+error naming the line and column), a leading byte-order mark dropped, LF/CRLF/CR line ends.
+Ids follow :func:`splare_lucene.textio.check_id`: no whitespace or control characters (they
+would break TREC runs), strings or JSON integers only; commas and other punctuation are fine.
+
+Errors name the file and line. Duplicate ids and empty texts are errors unless asked otherwise;
+a source that yields no record (an empty file, only a header, every text empty) is an error.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import logging
 from pathlib import Path
 from typing import Iterator
 
 from .errors import InputError
+from .textio import check_id, iter_jsonl, iter_lines, json_kind
 from .types import Document, Query
+
+__all__ = ["read_documents", "read_queries", "iter_jsonl", "record_id", "text_field", "ID_KEYS", "QUERY_TEXT_KEYS"]
 
 logger = logging.getLogger(__name__)
 
 ID_KEYS = ("_id", "id", "docid", "query_id", "qid")
 QUERY_TEXT_KEYS = ("text", "query", "contents")
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return path.open(encoding="utf-8")
 
 
 def _resolve(source: str, kind: str) -> tuple[str, Path | str]:
@@ -58,37 +58,37 @@ def _resolve(source: str, kind: str) -> tuple[str, Path | str]:
                      "ir_datasets id such as irds:beir/scifact/test", path=source)
 
 
-def _id_of(obj: dict, path: Path, line: int) -> str:
+def record_id(obj: dict, path: Path, line: int) -> str:
+    """The record's id: the first of ID_KEYS present and not null or blank, checked by check_id."""
     for key in ID_KEYS:
         if key in obj:
             value = obj[key]
-            if value is None or str(value).strip() == "":
+            if value is None or (isinstance(value, str) and not value.strip()):
                 break
-            return str(value)
+            return check_id(value, path, line, what=f"id ({key!r})")
     raise InputError(f"record has no id; expected one of the keys {list(ID_KEYS)}", str(path), line)
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a (gzipped) JSONL file; errors name the line."""
-    with _open_text(path) as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"malformed JSON ({exc.msg} at column {exc.colno})", str(path), number) from None
-            if not isinstance(obj, dict):
-                raise InputError("each line must be a JSON object", str(path), number)
-            yield number, obj
+def text_field(obj: dict, key: str, path: str | Path, line: int | None) -> str:
+    """``obj[key]`` as text: a string, a number (its decimal text) or null/absent (""); anything
+    else (an array, an object, a boolean) is an InputError, never ``str()``-ed into the text."""
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise InputError(f"field {key!r} must be a string; got {json_kind(value)} {value!r:.60}",
+                     str(path), line)
 
 
 def _document_text(obj: dict, path: Path, line: int) -> str:
     if "contents" in obj:
-        return str(obj["contents"] or "")
+        return text_field(obj, "contents", path, line)
     if "text" in obj or "title" in obj:
-        title = str(obj.get("title") or "").strip()
-        text = str(obj.get("text") or "").strip()
+        title = text_field(obj, "title", path, line).strip()
+        text = text_field(obj, "text", path, line).strip()
         return f"{title} {text}".strip() if title else text
     raise InputError("record has no text; expected 'contents' (Pyserini) or 'title'/'text' (BEIR)",
                      str(path), line)
@@ -97,22 +97,28 @@ def _document_text(obj: dict, path: Path, line: int) -> str:
 def _query_text(obj: dict, path: Path, line: int) -> str:
     for key in QUERY_TEXT_KEYS:
         if key in obj:
-            return str(obj[key] or "")
+            return text_field(obj, key, path, line)
     raise InputError(f"query has no text; expected one of the keys {list(QUERY_TEXT_KEYS)}", str(path), line)
 
 
+TSV_HEADER_IDS = ("id", "_id", "docid", "doc_id", "qid", "query_id", "query-id")
+
+
 def _tsv_records(path: Path) -> Iterator[tuple[int, str, str]]:
-    with _open_text(path) as f:
-        for number, raw in enumerate(f, start=1):
-            raw = raw.rstrip("\n\r")
-            if not raw.strip():
-                continue
-            parts = raw.split("\t")
-            if len(parts) < 2:
-                raise InputError("expected `id<TAB>text`", str(path), number)
-            if number == 1 and parts[0].lower() in ("id", "docid", "qid", "query_id", "query-id"):
-                continue  # header
-            yield number, parts[0], "\t".join(parts[1:])
+    """(line, id, text) per non-blank line of ``id<TAB>text`` (the text may hold more TABs); a
+    first line whose id is a header name (``id``, ``qid``, ...) is skipped."""
+    first = True
+    for number, raw in iter_lines(path):
+        if not raw.strip():
+            continue
+        parts = raw.split("\t")
+        if len(parts) < 2:
+            hint = " (this line has spaces but no TAB)" if " " in raw.strip() else ""
+            raise InputError(f"expected `id<TAB>text`{hint}", str(path), number)
+        header, first = first and parts[0].lower() in TSV_HEADER_IDS, False
+        if header:
+            continue
+        yield number, check_id(parts[0], path, number), "\t".join(parts[1:])
 
 
 def _irds_records(dataset_id: str, kind: str) -> Iterator[tuple[str, str]]:
@@ -138,18 +144,23 @@ def _records(source: str, kind: str) -> Iterator[tuple[str, str, str, int | None
     """(id, text, where, line) for each record."""
     fmt, target = _resolve(str(source), kind)
     if fmt == "irds":
+        what = "document id" if kind == "documents" else "query id"
         for rid, text in _irds_records(str(target), kind):
-            yield rid, text, f"irds:{target}", None
+            # datasets read through ir_datasets (local BEIR folders too) obey the same id rules
+            yield check_id(rid, f"irds:{target}", None, what=what), text, f"irds:{target}", None
     elif fmt == "tsv":
         for line, rid, text in _tsv_records(target):
             yield rid, text, str(target), line
     else:
         text_of = _document_text if kind == "documents" else _query_text
         for line, obj in iter_jsonl(target):
-            yield _id_of(obj, target, line), text_of(obj, target, line), str(target), line
+            yield record_id(obj, target, line), text_of(obj, target, line), str(target), line
 
 
 def _validated(source: str, kind: str, allow_empty: bool, cls):
+    """Records of ``source`` as ``cls`` (Document or Query): duplicate ids refused, empty texts
+    refused or (``allow_empty``) skipped; a source that yields no record at all is refused too
+    (InputError naming it and why), since an empty run, index or encoding is never what was meant."""
     seen: dict[str, int | None] = {}
     skipped = 0
     for rid, text, where, line in _records(source, kind):
@@ -164,6 +175,13 @@ def _validated(source: str, kind: str, allow_empty: bool, cls):
             raise InputError(f"empty text for id {rid!r}; fix the record or pass --allow-empty "
                              "to skip such records", where, line)
         yield cls(rid, text)
+    if not seen:
+        why = ("the dataset has none" if _resolve(str(source), kind)[0] == "irds" else
+               "the file is empty, or holds only blank lines or a header line")
+        raise InputError(f"no {kind}: {why}; give a source with at least one record", path=str(source))
+    if skipped == len(seen):
+        raise InputError(f"no {kind}: every text is empty ({skipped} records, all skipped by "
+                         "--allow-empty); give a source with at least one non-empty text", path=str(source))
     if skipped:
         logger.warning("skipped %d %s with empty text in %s", skipped, kind, source)
 

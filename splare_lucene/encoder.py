@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from .config import CONFIG_NAME, SplareConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, InputError
 from .types import ImpactVector, SparseVector
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,11 @@ def length_sorted_batches(items: Iterable[T], text_of: Callable[[T], str], batch
     """Group a stream into windows, then into batches of similar length (less padding).
 
     Yields lists of (position in window, item); a window is fully yielded before the next is read.
+    Raises ConfigError (on first use) when ``batch_size`` or ``window`` is below 1.
     """
+    if batch_size < 1 or window < 1:
+        raise ConfigError(f"batch_size and window must be >= 1 (texts per forward pass / sorting "
+                          f"window); got batch_size={batch_size}, window={window}")
     buffer: list[T] = []
 
     def flush():
@@ -233,9 +237,10 @@ class SplareEncoder:
             elif config.adapter and self.model_dir and (self.model_dir / config.adapter).is_dir():
                 shutil.copytree(self.model_dir / config.adapter, tmp / config.adapter)
             config.save(tmp)
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
+            from .outputs import install_dir
+
+            # overwrite replaces only a model directory (or an empty one), never other files
+            install_dir(tmp, directory, ["model"], what="model directory")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -266,11 +271,18 @@ class SplareEncoder:
         return top_k(pooled, side.top_k) if apply_top_k else pooled
 
     def encode(self, texts: Sequence[str], kind: str = "document") -> list[SparseVector]:
-        """Encode a small list of texts (one forward pass)."""
+        """Encode a small list of texts (one forward pass). Raises InputError when an item is not
+        a ``str`` (the tokenizer's own error would not say which)."""
         import torch
 
         if not texts:
             return []
+        if isinstance(texts, str):
+            raise InputError(f"encode() takes a list of texts, not one str ({texts[:40]!r}...); pass [text]")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InputError(f"texts[{i}] is a {type(text).__name__} ({text!r:.60}), not a str; "
+                                 "every text to encode must be a string")
         with torch.inference_mode():
             pooled = self.pooled(texts, kind).float()
         return [_to_sparse(row) for row in pooled]
@@ -325,15 +337,32 @@ def _portable_adapter(adapter_dir: Path, backbone: str) -> None:
     """peft records the local path the base model was loaded from (a cache directory on this
     machine) and writes a model-card template; record the backbone spec and drop the template."""
     cfg_path = adapter_dir / "adapter_config.json"
-    cfg = json.loads(cfg_path.read_text())
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg["base_model_name_or_path"] = backbone
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     (adapter_dir / "README.md").unlink(missing_ok=True)
 
 
 def _merge_adapter(model, adapter_dir: Path):
+    """Load the LoRA adapter in ``adapter_dir`` onto ``model`` and merge it.
+
+    No code from the directory runs: peft reads ``adapter_model.safetensors`` when present, and
+    otherwise ``adapter_model.bin`` with ``torch.load(weights_only=True)`` (peft's default since
+    0.13, ``peft.utils.save_and_load.torch_load``). Raises CheckpointError when the adapter is
+    missing or its .bin holds anything but tensors (a planted pickle is refused, not run).
+    """
+    import pickle
+
     try:
         from peft import PeftModel
     except ImportError as exc:
         raise CheckpointError("this model has a LoRA adapter: `pip install peft`") from exc
-    return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    try:
+        return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    except pickle.UnpicklingError as exc:
+        from .backbone import pickle_refusal_reason
+
+        raise CheckpointError(
+            f"{adapter_dir}: adapter_model.bin is a pickle holding more than tensors and was not loaded "
+            f"(unpickling it could run code from the file): {pickle_refusal_reason(exc)}. Save the adapter as "
+            "adapter_model.safetensors (peft's save_pretrained does by default)") from exc

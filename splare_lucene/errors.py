@@ -31,6 +31,10 @@ class JavaNotFoundError(SplareError, RuntimeError):
     """No Java 21+ runtime was found for Anserini."""
 
 
+class JavaStartError(SplareError, RuntimeError):
+    """The Java virtual machine did not start (bad JVM options, a JAVA_HOME that is no JDK)."""
+
+
 class IndexMismatchError(SplareError, ValueError):
     """A model and an index were built with different vocabularies or quantization."""
 

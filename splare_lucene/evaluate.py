@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .errors import InputError
 from .types import ScoredDoc
@@ -16,25 +17,54 @@ from .types import ScoredDoc
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "R@1000", "RR@10")
 
 
-def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
-    """BEIR qrels TSV (header ``query-id corpus-id score``) or TREC qrels -> {qid: {docid: rel}}."""
-    path = Path(path)
-    out: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+def iter_qrels(path: str | os.PathLike) -> Iterator[tuple[int, str, str, int]]:
+    """(line, query id, doc id, relevance) per judgement of a qrels file, read by
+    :func:`splare_lucene.textio.iter_lines` (gzip, strict UTF-8, BOM and CR dropped).
+
+    Formats: BEIR TSV ``query-id<TAB>corpus-id<TAB>score`` (a first line whose last column is not
+    an integer is a header and skipped) or TREC ``qid 0 docid rel``. A line holding a TAB is split
+    at TABs only, so an id with a space inside (``doc 1``) is refused by
+    :func:`~splare_lucene.textio.check_id` instead of being split into another column layout.
+
+    Raises:
+        InputError: naming the file and line: wrong column count, an id with whitespace or control
+            characters, a relevance that is not an integer, or the errors of ``iter_lines``.
+    """
+    from .textio import check_id, iter_lines
+
+    first = True
+    for line_no, line in iter_lines(path):
+        if "\t" in line:
+            parts = [p.strip() for p in line.split("\t")]
+            parts = [p for p in parts if p]
+        else:
             parts = line.split()
-            if not parts or (line_no == 1 and not parts[-1].lstrip("-").isdigit()):
-                continue  # blank or header
-            if len(parts) == 3:
-                q, d, rel = parts
-            elif len(parts) == 4:
-                q, _, d, rel = parts
-            else:
-                raise InputError("expected `query-id corpus-id score` or TREC `qid 0 docid rel`", str(path), line_no)
-            try:
-                out.setdefault(q, {})[d] = int(rel)
-            except ValueError:
-                raise InputError(f"relevance {rel!r} is not an integer", str(path), line_no) from None
+        if not parts:
+            continue  # blank
+        header, first = first and not parts[-1].lstrip("-+").isdigit(), False
+        if header:
+            continue
+        if len(parts) == 3:
+            q, d, rel = parts
+        elif len(parts) == 4:
+            q, _, d, rel = parts
+        else:
+            raise InputError(f"expected `query-id<TAB>corpus-id<TAB>score` or TREC `qid 0 docid rel`; "
+                             f"got {len(parts)} columns", str(path), line_no)
+        try:
+            relevance = int(rel)
+        except ValueError:
+            raise InputError(f"relevance {rel!r} is not an integer", str(path), line_no) from None
+        yield (line_no, check_id(q, path, line_no, what="query id"), check_id(d, path, line_no, what="doc id"),
+               relevance)
+
+
+def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """BEIR qrels TSV (header ``query-id corpus-id score``) or TREC qrels -> {qid: {docid: rel}}
+    (see :func:`iter_qrels`; a later line for the same pair wins)."""
+    out: dict[str, dict[str, int]] = {}
+    for _, q, d, rel in iter_qrels(path):
+        out.setdefault(q, {})[d] = rel
     return out
 
 
@@ -55,12 +85,21 @@ def evaluate(run: dict[str, list[ScoredDoc]], qrels: dict[str, dict[str, int]], 
 
     Queries without any relevance judgement are left out (ir_measures' convention); queries that
     have judgements but no hits count as 0.
+
+    Every query's hits are first put in the toolkit's one order (:mod:`splare_lucene.ranking`:
+    score descending, then doc id ascending, tied scores made strictly decreasing): ir_measures
+    picks a provider per measure (msmarco for RR@k, pytrec_eval for P, nDCG, R, AP), and they
+    break score ties differently, which gave RR@10 = 1 and P@1 = 0 for one query. Raises
+    InputError for a NaN or infinite score.
     """
     import ir_measures
 
+    from .ranking import rank_hits
+
     parsed = parse_measures(measures)
     qrel_list = [ir_measures.Qrel(q, d, r) for q, docs in qrels.items() for d, r in docs.items()]
-    scored = [ir_measures.ScoredDoc(h.query_id, h.doc_id, h.score) for hits in run.values() for h in hits]
+    scored = [ir_measures.ScoredDoc(h.query_id, h.doc_id, h.score)
+              for hits in run.values() for h in rank_hits(hits)]
     aggregate = {str(m): float(v) for m, v in ir_measures.calc_aggregate(parsed, qrel_list, scored).items()}
     per_query = [(m.query_id, str(m.measure), float(m.value))
                  for m in ir_measures.iter_calc(parsed, qrel_list, scored)]
@@ -92,27 +131,38 @@ def measure_names(names) -> list[str]:
 
 
 def read_run(path: str | os.PathLike) -> dict[str, list[ScoredDoc]]:
-    """A TREC run (``qid Q0 docid rank score tag``) -> {qid: hits, best first}."""
+    """A TREC run (``qid Q0 docid rank score tag``) -> {qid: hits, best first}.
+
+    Hits are ordered by :func:`splare_lucene.ranking.rank_hits` (score descending, then doc id
+    ascending; ranks renumbered 1..n, tied scores made strictly decreasing), not by the file's
+    rank column."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no such run file; give a TREC run (qid Q0 docid rank score tag)", path=str(path))
     run: dict[str, list[ScoredDoc]] = {}
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise InputError(f"expected 6 columns `qid Q0 docid rank score tag`; got {len(parts)}",
-                                 str(path), line_no)
-            try:
-                hit = ScoredDoc(parts[0], parts[2], float(parts[4]), int(parts[3]))
-            except ValueError:
-                raise InputError("rank must be an integer and score a number", str(path), line_no) from None
-            run.setdefault(hit.query_id, []).append(hit)
+    from .textio import iter_lines
+
+    for line_no, line in iter_lines(path):  # gzip, strict UTF-8, BOM and CR dropped
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise InputError(f"expected 6 columns `qid Q0 docid rank score tag`; got {len(parts)}",
+                             str(path), line_no)
+        try:
+            hit = ScoredDoc(parts[0], parts[2], float(parts[4]), int(parts[3]))
+        except ValueError:
+            raise InputError("rank must be an integer and score a number", str(path), line_no) from None
+        run.setdefault(hit.query_id, []).append(hit)
     if not run:
         raise InputError("the run file is empty", path=str(path))
-    return {q: sorted(hits, key=lambda h: -h.score) for q, hits in run.items()}
+    from .ranking import rank_hits
+
+    # the file's rank column and line order are not trusted: one tie rule for every run (ranking.py)
+    try:
+        return {q: rank_hits(hits) for q, hits in run.items()}
+    except InputError as exc:  # a NaN or infinite score: say which file
+        raise InputError(str(exc), path=str(path)) from None
 
 
 def values_of(per_query, measure: str, query_ids) -> list[float]:

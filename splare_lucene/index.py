@@ -23,6 +23,8 @@ from .errors import ConfigError, IndexMismatchError, SplareError
 logger = logging.getLogger(__name__)
 
 INDEX_META = "splare_index.json"
+# log4j lines of Anserini at level ERROR: "2026-11-29 11:40:04,529 ERROR [thread] ..."
+_ERROR_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ ERROR ")
 _COUNTER = re.compile(r"(indexed|empty|skipped|errors|unindexable):\s+([\d,]+)")
 
 
@@ -32,7 +34,7 @@ class IndexingError(SplareError, RuntimeError):
 
 def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], index_dir: str | os.PathLike, *,
                 threads: int = 1, meta: dict | None = None, store_raw: bool = True,
-                overwrite: bool = False) -> dict:
+                overwrite: bool = False, progress: bool = True) -> dict:
     """Index encoded parts into ``index_dir``; returns Anserini's counters.
 
     ``jsonl_dirs``: one directory or several (the shard outputs of ``encode --num-shards N``),
@@ -45,10 +47,20 @@ def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], ind
 
     Anserini reads every file under its ``-input`` (recursively, manifests included), so it gets
     a staging directory of links to exactly the listed part files, removed afterwards.
+
+    Before Anserini starts, every document id of every file is read
+    (:func:`splare_lucene.engines.ids.scan_ids`, a tqdm bar when ``progress`` on large inputs):
+    an id that appears twice (overlapping ``--jsonl`` folders, or within one file), an id that
+    :func:`~splare_lucene.textio.check_id` refuses, and a vector whose weights are not integers
+    >= 1 or whose tokens the encoding model cannot produce (:class:`~splare_lucene.jsonl.VectorRules`
+    from the folders' summary) are refused with an InputError naming the file and line. After
+    Anserini, :func:`check_anserini_output` refuses any loss (IndexingError quoting Anserini).
     """
     from .engines.parts import read_outputs
     from .java import java_command
-    from .jsonl import index_meta
+    from .engines.ids import scan_ids
+    from .jsonl import VectorRules, index_meta
+    from .outputs import check_not_input, check_output_dir, check_replaceable, install_dir
 
     dirs = [jsonl_dirs] if isinstance(jsonl_dirs, (str, os.PathLike)) else list(jsonl_dirs)
     index_dir = Path(index_dir)
@@ -57,9 +69,21 @@ def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], ind
             raise ConfigError(f"--jsonl {d} is not a directory of encoded parts (from `splare-lucene encode`)")
     if index_dir.exists() and not overwrite:
         raise ConfigError(f"index directory {index_dir} already exists; pass --overwrite to replace it")
-    outputs = read_outputs(dirs)
+    # before any work: the index never replaces an input, nor a directory the toolkit did not write
+    check_not_input(index_dir, {"--jsonl": dirs}, what="--index")
+    check_output_dir(index_dir, what="--index")
+    check_replaceable(index_dir, ["index"], what="--index")
+    # every id and vector checked before Anserini starts (issue 10): it would index a repeated id
+    # twice, cast a float weight to int, drop weights below 1 and abandon a file at a bad id
+    outputs = read_outputs(dirs, progress=progress)
+    scan = scan_ids(outputs.files, expected=outputs.summary.get("documents"), progress=progress,
+                    rules=VectorRules.from_summary(outputs.summary))
     if meta is None:
         meta = index_meta(outputs.summary)
+        if not meta.get("signature"):
+            logger.warning("%s has no summary.json of `splare-lucene encode` (JSONL from another tool?): "
+                           "the index will not record the model and quantization, so `search` cannot "
+                           "check them", ", ".join(map(str, dirs)))
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=index_dir.name + ".", dir=index_dir.parent))
     staging = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.input-", dir=index_dir.parent))
@@ -75,15 +99,10 @@ def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], ind
                     ", ".join(map(str, dirs)), threads)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         output = proc.stdout + proc.stderr
-        if proc.returncode != 0 or "Exception" in output and "indexed:" not in output:
-            raise IndexingError(f"Anserini IndexCollection failed (exit {proc.returncode}):\n"
-                                + output[-4000:])
-        counters = {k: int(v.replace(",", "")) for k, v in _COUNTER.findall(output)}
+        counters = check_anserini_output(output, proc.returncode, scan.documents)
         record = {"counters": counters, "threads": threads, **(meta or {})}
         (tmp / INDEX_META).write_text(json.dumps(record, indent=2) + "\n")
-        if index_dir.exists():
-            shutil.rmtree(index_dir)
-        os.replace(tmp, index_dir)
+        install_dir(tmp, index_dir, ["index"], what="--index")  # checked again: it may have changed
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -92,6 +111,32 @@ def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], ind
     if counters.get("empty"):
         logger.warning("Anserini skipped %d empty documents", counters["empty"])
     return counters
+
+
+def check_anserini_output(output: str, returncode: int, documents: int) -> dict[str, int]:
+    """Anserini IndexCollection's counters, or IndexingError when it lost anything.
+
+    IndexCollection exits 0 even when it abandons a whole file (an id over Lucene's term limit, a
+    line its JSON reader refuses: the rest of that file is skipped, only an ERROR line says so),
+    so its exit status is not enough. Refused: a non-zero exit; any log line at level ERROR;
+    missing counters; and ``indexed + empty + skipped != documents`` (``documents``: the lines
+    given, counted by the id scan). The error quotes Anserini's own lines. A non-zero ``skipped``
+    or ``unindexable`` count is reported too (these documents are not in the index).
+    """
+    counters = {k: int(v.replace(",", "")) for k, v in _COUNTER.findall(output)}
+    errors = [line.strip()[:400] for line in output.splitlines() if _ERROR_LINE.match(line)]
+    lost = documents - sum(counters.get(k, 0) for k in ("indexed", "empty", "skipped"))
+    if returncode == 0 and not errors and "indexed" in counters and lost == 0 \
+            and not counters.get("errors") and not counters.get("unindexable"):
+        if counters.get("skipped"):
+            logger.warning("Anserini skipped %d documents; they are not in the index", counters["skipped"])
+        return counters
+    counted = ", ".join(f"{k} {v}" for k, v in counters.items()) or "no counters printed"
+    quoted = "\n".join(errors[:5]) if errors else output.strip()[-3000:]
+    raise IndexingError(
+        f"Anserini IndexCollection (exit {returncode}) did not index every document: given {documents}, "
+        f"Anserini counted {counted}. Anserini abandons the rest of a file at the first document it cannot "
+        f"index, so the index would silently lack documents; nothing was written. Its messages:\n{quoted}")
 
 
 def _stage(files: Sequence[Path], staging: Path) -> None:
@@ -108,18 +153,37 @@ def _stage(files: Sequence[Path], staging: Path) -> None:
 
 def read_index_meta(index_dir: str | os.PathLike) -> dict | None:
     path = Path(index_dir) / INDEX_META
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def check_index_matches(index_dir: str | os.PathLike, signature: dict, fingerprint: str | None) -> None:
-    """Refuse a query encoder whose vocabulary or quantization differs from the index's."""
+    """Refuse a query encoder whose vocabulary or quantization differs from the index's.
+
+    ``signature``: the model's :meth:`~splare_lucene.config.SplareConfig.index_signature`. Only
+    real differences are refused (IndexMismatchError): a key recorded by the index with another
+    value. What cannot be checked gets a warning and the search goes on, as docs/anserini.md says
+    for an index built elsewhere: no ``splare_index.json`` at all, one without a ``signature``
+    (indexed with ``index --jsonl`` from JSONL that has no ``summary.json``, e.g. written by
+    another tool), or one without some of the keys (recorded by an older version).
+    """
     meta = read_index_meta(index_dir)
     if meta is None:
-        logger.warning("%s has no %s (not built by splare-lucene); cannot check that the model's "
-                       "quantization matches", index_dir, INDEX_META)
+        logger.warning("%s has no %s (not built by splare-lucene): cannot check that the model's "
+                       "vocabulary and quantization match the index; searching anyway", index_dir, INDEX_META)
         return
-    built = meta.get("signature", {})
-    diffs = {k: (built.get(k), v) for k, v in signature.items() if built.get(k) != v}
+    built = meta.get("signature")
+    if not isinstance(built, dict) or not built:
+        logger.warning("index %s does not record the model that encoded its documents (built from "
+                       "JSONL without splare-lucene's summary.json, e.g. written by another tool): "
+                       "cannot check that this model's vocabulary and quantization (%s) match it; "
+                       "searching anyway", index_dir,
+                       ", ".join(f"{k}={v!r}" for k, v in sorted(signature.items())))
+        return
+    unknown = sorted(k for k in signature if k not in built)
+    if unknown:
+        logger.warning("index %s does not record %s (built by an older version?): not checked",
+                       index_dir, ", ".join(unknown))
+    diffs = {k: (built[k], v) for k, v in signature.items() if k in built and built[k] != v}
     if diffs:
         detail = ", ".join(f"{k}: index {a!r} vs model {b!r}" for k, (a, b) in diffs.items())
         raise IndexMismatchError(f"the model does not match index {index_dir} ({detail}); search "

@@ -14,6 +14,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -107,9 +108,13 @@ class JsonVectorWriter:
             shutil.rmtree(self._tmp, ignore_errors=True)
             return
         (self._tmp / SUMMARY_NAME).write_text(json.dumps(self.summary.to_dict(), indent=2) + "\n")
-        if self.output_dir.exists():
-            shutil.rmtree(self.output_dir)  # callers check --overwrite before writing
-        os.replace(self._tmp, self.output_dir)
+        from .outputs import install_dir
+
+        try:  # replaces only an encode output or an empty folder (issue 10); callers check --overwrite
+            install_dir(self._tmp, self.output_dir, ["encode"])
+        except BaseException:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
         if self.summary.empty:
             logger.warning("%d documents have empty vectors; Anserini will skip them (ids in %s)",
                            self.summary.empty, self.output_dir / SUMMARY_NAME)
@@ -130,16 +135,122 @@ def shard_files(directory: str | os.PathLike) -> list[Path]:
     return files
 
 
-def read_vectors(directory: str | os.PathLike) -> Iterator[tuple[str, dict[str, int]]]:
-    """(id, {token: weight}) for every line of every shard, validated."""
-    from .corpus import iter_jsonl
+# Characters at which Anserini's -pretokenized analysis (Lucene's WhitespaceAnalyzer, i.e. Java's
+# Character.isWhitespace) cuts a token: a token holding one is indexed as several terms. Not
+# Python's str.isspace: Java keeps NBSP (U+00A0, U+2007, U+202F) and NEL (U+0085) inside tokens.
+_JAVA_WHITESPACE = re.compile("[\t\n\x0b\x0c\r\x1c-\x1f \u1680\u2000-\u2006\u2008-\u200a"
+                              "\u2028\u2029\u205f\u3000]")
 
+
+@dataclass(frozen=True)
+class VectorRules:
+    """What the ``vector`` of a JsonVectorCollection line must hold to be indexed as written.
+
+    Always: an object of ``token: weight``; every weight a JSON integer in ``1..MAX_IMPACT``
+    (Anserini 1.7.1 casts a float weight to int, 2.7 -> 2, and drops weights below 1 without a
+    word); every token non-empty, without whitespace (Anserini's pretokenized analysis would cut it
+    into several terms) and at most ANSERINI_MAX_TOKEN_LENGTH UTF-16 characters (cut into pieces
+    beyond). With ``prefix`` (the pseudo-token prefix of a SAE model, from the encoded folder's
+    summary.json): every token is ``<prefix><latent>``, and with ``width`` ``latent < width``;
+    another token could never match a query of that model. ``model`` names it in messages.
+    """
+
+    prefix: str | None = None
+    width: int | None = None
+    model: str = ""
+
+    @classmethod
+    def from_summary(cls, summary: dict | None) -> "VectorRules":
+        """The rules an encoded folder's ``summary.json`` (or merged manifests) implies: the
+        pseudo-token form when it records a SAE model (``extra.signature``), its latent count when
+        it records ``extra.width`` (written since issue 10); only the generic rules otherwise (a
+        foreign folder, or the vocabulary representation, whose tokens need the tokenizer)."""
+        extra = (summary or {}).get("extra") or {}
+        signature = extra.get("signature") or {}
+        if signature.get("representation") != "sae" or not isinstance(signature.get("token_prefix"), str):
+            return cls()
+        width = extra.get("width")
+        return cls(signature["token_prefix"], width if isinstance(width, int) and width > 0 else None,
+                   str(extra.get("model") or ""))
+
+    def describe(self) -> str:
+        """``f<latent> with latent < 64; model 'tiny', as ...`` for messages."""
+        bound = f" with latent < {self.width}" if self.width else ""
+        model = f"; model {self.model!r}, as the folder's summary.json records" if self.model else ""
+        return f"{self.prefix}<latent>{bound}{model}"
+
+
+def check_vector(vector: object, rules: VectorRules, path: str | os.PathLike, line: int,
+                 doc_id: str) -> dict[str, int]:
+    """``vector`` checked against ``rules`` (see :class:`VectorRules`); returned unchanged.
+
+    Raises:
+        InputError: naming the file, line, document id, the token and weight at fault, what
+            Anserini would have done with it and how to fix it.
+    """
+    from .quantize import MAX_IMPACT
+    from .textio import json_kind
+    from .vocab import ANSERINI_MAX_TOKEN_LENGTH
+
+    where = str(path)
+    if not isinstance(vector, dict):
+        raise InputError(f"document {doc_id!r}: \"vector\" must be a JSON object of token: weight; got "
+                         f"{json_kind(vector)} {vector!r:.60}", where, line)
+    pattern = re.compile(rf"{re.escape(rules.prefix)}(0|[1-9][0-9]*)") if rules.prefix else None
+    for token, weight in vector.items():
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            fix = (f"write it as {int(weight)}" if isinstance(weight, float) and weight.is_integer()
+                   else "quantize the weights to integer impacts first: impact = round(weight * scale) "
+                        "with the scale recorded with the model (splare_lucene.quantize.quantize), "
+                        "dropping those that round to 0")
+            raise InputError(f"document {doc_id!r}: weight {weight!r} of token {token!r} is not an integer "
+                             "(Anserini casts a weight to int, 2.7 -> 2 and 0.4 -> dropped, so the index "
+                             f"would not hold what the file says); {fix}", where, line)
+        if not 1 <= weight <= MAX_IMPACT:
+            why = ("Anserini drops weights below 1, so the term would be missing from the document; "
+                   "drop the entry, or quantize so that every kept weight is >= 1") if weight < 1 else \
+                f"Lucene stores a weight as a term frequency, at most {MAX_IMPACT}; use a smaller scale"
+            raise InputError(f"document {doc_id!r}: weight {weight} of token {token!r} is outside "
+                             f"1..{MAX_IMPACT}: {why}", where, line)
+        bad = _JAVA_WHITESPACE.search(token)
+        if not token or bad or len(token.encode("utf-16-le", "surrogatepass")) > 2 * ANSERINI_MAX_TOKEN_LENGTH:
+            why = ("is empty" if not token else
+                   f"contains whitespace ({bad.group()!r}): Anserini's pretokenized analysis splits it "
+                   "into several terms" if bad else
+                   f"is longer than {ANSERINI_MAX_TOKEN_LENGTH} characters: Anserini cuts it into pieces")
+            raise InputError(f"document {doc_id!r}: token {token[:60]!r} {why}, so no query could match "
+                             "it; give every term as one token without spaces", where, line)
+        if pattern is not None:
+            match = pattern.fullmatch(token)
+            if match is None or (rules.width is not None and int(match.group(1)) >= rules.width):
+                raise InputError(f"document {doc_id!r}: token {token[:60]!r} is not a pseudo-token of the "
+                                 f"model that encoded this folder ({rules.describe()}): no query of that "
+                                 "model can match it. Index only vectors that model wrote, or encode the "
+                                 "documents again with `splare-lucene encode`", where, line)
+    return vector
+
+
+def read_vectors(directory: str | os.PathLike) -> Iterator[tuple[str, dict[str, int]]]:
+    """(id, {token: weight}) for every line of every shard, validated.
+
+    Shards are read by :func:`splare_lucene.textio.iter_jsonl` (gzip, strict UTF-8, BOM and CR
+    dropped), ids checked by :func:`~splare_lucene.textio.check_id` (no whitespace: such an id
+    would break the TREC runs of the index built from these files) and vectors by
+    :func:`check_vector` with the rules of the folder's summary.json (:class:`VectorRules`).
+
+    Raises:
+        InputError: naming the shard file and line.
+    """
+    from .textio import check_id, iter_jsonl
+
+    rules = VectorRules.from_summary(read_summary(directory))
     for path in shard_files(directory):
         for number, obj in iter_jsonl(path):
             if "id" not in obj or not isinstance(obj.get("vector"), dict):
                 raise InputError("expected keys 'id' and 'vector' (an object of token: weight)",
                                  str(path), number)
-            yield str(obj["id"]), obj["vector"]
+            doc_id = check_id(obj["id"], path, number)
+            yield doc_id, check_vector(obj["vector"], rules, path, number, doc_id)
 
 
 def index_meta(summary: dict, **extra) -> dict:
@@ -150,5 +261,17 @@ def index_meta(summary: dict, **extra) -> dict:
 
 
 def read_summary(directory: str | os.PathLike) -> dict | None:
+    """``summary.json`` of an encoded directory, or None when there is none.
+
+    Raises:
+        InputError: the file is not UTF-8 JSON holding an object (naming the file and line).
+    """
+    from .textio import json_kind, read_json
+
     path = Path(directory) / SUMMARY_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        raise InputError(f"expected a JSON object; got {json_kind(summary)}", path=str(path))
+    return summary

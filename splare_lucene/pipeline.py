@@ -73,16 +73,27 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
     from .errors import ConfigError
     from .index import build_index
 
+    from .outputs import check_apart, check_not_input, check_output_dir, check_replaceable
+
     index_dir = Path(index_dir)
     if index_dir.exists() and not overwrite:  # fail before encoding, not after
         raise ConfigError(f"index directory {index_dir} already exists; pass --overwrite to replace it")
     private = keep_jsonl is None
     jsonl_dir = Path(keep_jsonl) if keep_jsonl is not None else Path(work_dir or default_work_dir(index_dir))
+    # every output checked before encoding: not an input, writable, and (--overwrite) replaceable
+    inputs = {"--corpus": str(source), "--model": getattr(encoder, "model_dir", None)}
+    check_not_input(index_dir, inputs, what="--index")
+    jsonl_what = "--keep-jsonl" if keep_jsonl else "work directory"
+    check_not_input(jsonl_dir, inputs, what=jsonl_what)
+    check_apart(jsonl_dir, index_dir, what=jsonl_what, other_what="--index")
+    check_output_dir(index_dir, what="--index")
+    check_replaceable(index_dir, ["index"], what="--index")
     summary = encode_corpus(encoder, source, jsonl_dir, part_size=part_size, batch_size=batch_size,
                             allow_empty=allow_empty, model_name=model_name, progress=progress, meta=meta,
                             overwrite=restart_encoding, restart_mismatched=private)
     meta = index_meta(summary.to_dict(), corpus=str(source))
-    counters = build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=overwrite)
+    counters = build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=overwrite,
+                           progress=progress)
     if private:
         shutil.rmtree(jsonl_dir, ignore_errors=True)
     return counters
@@ -149,7 +160,7 @@ def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int =
     if summary and _built_by(summary.get("extra"), encoder, collection.corpus_key):
         logger.info("indexing the encoded corpus in %s (same model, quantization and corpus)", jsonl_dir)
         meta = index_meta(summary, corpus=collection.source)
-        build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=True)
+        build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=True, progress=progress)
     else:
         # jsonl-<key> is this function's own directory: an unfinished encoding of the same job
         # resumes; another one (or --no-reuse, or an unkeyed model) starts over.
@@ -320,9 +331,19 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
     topics = [load_topics(c, query_source, judged) for c in corpora]
 
     from .encoder import SplareEncoder
+    from .outputs import check_not_input, check_not_written, check_output_dir
 
-    encoder = SplareEncoder.from_pretrained(model, device=device, dtype=dtype)
     output = Path(output) if output else Path("runs") / "evaluate" / slugify(name)
+    # before the model loads: results, runs and indexes never go into (or replace) an input. The
+    # output folder accumulates (it is never replaced as a whole), so it may hold an earlier run
+    # given as --baseline-run, unless this command writes that very file.
+    check_not_input(output, {"--collection": list(specs), "--queries-from": queries_from, "--model": model},
+                    what="--output")
+    file_inputs = {"--qrels": qrels, "--baseline-run": baseline_runs}
+    check_not_input(output, file_inputs, what="--output", allow_contains=True)
+    check_not_written(file_inputs, output, lambda rel: _evaluate_writes(rel, bm25), what="--output")
+    check_output_dir(output, what="--output")
+    encoder = SplareEncoder.from_pretrained(model, device=device, dtype=dtype)
     output.mkdir(parents=True, exist_ok=True)
     reference = baseline_name if baseline_runs else "BM25" if bm25 else None
     rows: list[ResultRow] = []
@@ -377,17 +398,27 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
     return EvaluationReport(rows, measures, markdown, output, files, details)
 
 
+def _evaluate_writes(relative: Path, bm25: bool) -> bool:
+    """Whether :func:`run_evaluation` writes (or replaces) ``relative``, a path under its output."""
+    written = {"results.md", "results.csv", "results.json", "results.png", "run.trec", "per_query.tsv"}
+    if bm25:
+        written.add("bm25.trec")
+    return relative.name in written or any(part.startswith(("index-", "jsonl-")) or part == "bm25"
+                                           for part in relative.parts[:-1])
+
+
 def _bm25_system(corpus, topic, work: Path, cache: Path, measures, *, k: int, threads: int):
     """Pyserini/Anserini BM25 with the corpus language's analyzer: (metrics, per query, run path)."""
     from .bm25 import bm25_index, bm25_search
     from .evaluate import evaluate
+    from .ranking import rank_run
     from .search import write_trec_run
     from .types import ScoredDoc
 
     index = bm25_index(corpus.source, language=corpus.language, threads=threads, cache_dir=cache,
                        corpus_key=corpus.corpus_key)
     hits = bm25_search(index, {q.id: q.text for q in topic.queries}, k=k, threads=threads, language=corpus.language)
-    run = {q: [ScoredDoc(q, d, s, r + 1) for r, (d, s) in enumerate(h)] for q, h in hits.items()}
+    run = rank_run({q: [ScoredDoc(q, d, s, 0) for d, s in h] for q, h in hits.items()})
     write_trec_run(run, work / "bm25.trec", tag=f"bm25-{corpus.language}")
     metrics, per_query = evaluate(run, topic.qrels, measures)
     return metrics, per_query, str(work / "bm25.trec")

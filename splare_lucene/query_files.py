@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from .errors import ConfigError, InputError
+from .outputs import check_output_file, temp_path_beside
 from .vocab import LUCENE_DEFAULT_MAX_CLAUSES
 
 if TYPE_CHECKING:  # keeps this module light: the CLI imports FORMATS while building its parser
@@ -105,8 +106,7 @@ def write_query_file(encoder, queries: Iterable[Query], output: str | os.PathLik
     output = Path(output)
     if output.exists() and not overwrite:
         raise ConfigError(f"output {output} already exists; pass --overwrite to replace it")
-    if output.is_dir():
-        raise ConfigError(f"output {output} is a directory; give a file name")
+    check_output_file(output, what="output")  # a directory, an unwritable place: before encoding
     queries = list(queries)
     _check_ids(queries)
     texts = list(dict.fromkeys(q.text for q in queries))  # the order SplareQueryEncoder.prime uses
@@ -120,8 +120,9 @@ def write_query_file(encoder, queries: Iterable[Query], output: str | os.PathLik
 
     summary = QueryFileSummary(fmt, queries=len(queries), distinct_texts=len(texts))
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
+    tmp = None
     try:
+        tmp = temp_path_beside(output)  # a fresh name: never a user's `<output>.tmp`
         with tmp.open("w", encoding="utf-8") as f:
             for q in queries:
                 vector = terms[q.text]
@@ -136,7 +137,8 @@ def write_query_file(encoder, queries: Iterable[Query], output: str | os.PathLik
                 summary.written += 1
         os.replace(tmp, output)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
     too_long = [q.id for q in queries if len(terms[q.text]) > LUCENE_DEFAULT_MAX_CLAUSES]
     if too_long:

@@ -39,6 +39,7 @@ from pyserini.encode import QueryEncoder  # noqa: E402  (after the JVM is config
 
 from .errors import SearchError  # noqa: E402  (re-exported: splare_lucene.search.SearchError)
 from .index import check_index_matches  # noqa: E402
+from .ranking import format_score, rank_hits  # noqa: E402
 from .types import Query, ScoredDoc  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ class SplareQueryEncoder(QueryEncoder):
     """
 
     def __init__(self, encoder, batch_size: int = 32):
+        if batch_size < 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"batch_size must be >= 1 (queries per forward pass); got {batch_size}")
         super().__init__()
         self.encoder = encoder
         self.has_model = True
@@ -134,15 +139,31 @@ def open_searcher(index_dir: str | os.PathLike, query_encoder: SplareQueryEncode
     if not index_dir.is_dir():
         from .errors import ConfigError
 
+        if index_dir.exists():  # "does not exist" would mislead: it is there, but not a folder
+            raise ConfigError(f"index {index_dir} is a file, not an index directory; give the folder "
+                              "that `splare-lucene index --index DIR` (or Anserini's IndexCollection) built")
         raise ConfigError(f"index {index_dir} does not exist; build it with `splare-lucene index`")
     enc = query_encoder.encoder
     check_index_matches(index_dir, enc.config.index_signature(), enc.fingerprint)
-    return LuceneImpactSearcher(str(index_dir), query_encoder, min_idf=MIN_IDF_KEEP_ALL)
+    try:
+        return LuceneImpactSearcher(str(index_dir), query_encoder, min_idf=MIN_IDF_KEEP_ALL)
+    except Exception as exc:  # jnius.JavaException: Lucene could not open the directory as an index
+        if type(exc).__name__ != "JavaException":
+            raise
+        raise SearchError(f"Lucene cannot open index {index_dir}: "
+                          f"{_first_line(exc).removeprefix('JVM exception occurred: ').rstrip('.')}. Is it an index "
+                          "built by `splare-lucene index` (or Anserini's IndexCollection), complete and "
+                          "undamaged? Rebuild it (`splare-lucene index ... --overwrite`)") from exc
 
 
 def batch_search(searcher, queries: Sequence[Query], *, k: int = 1000, threads: int = 1,
                  progress: bool = True) -> dict[str, list[ScoredDoc]]:
-    """Search every query; returns {query id: ranked hits}."""
+    """Search every query; returns {query id: ranked hits}. Raises ConfigError when ``k`` or
+    ``threads`` is below 1 (Lucene's own "numHits must be > 0" would name no option)."""
+    if k < 1 or threads < 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"k (hits per query) and threads must be >= 1; got k={k}, threads={threads}")
     encoder: SplareQueryEncoder = searcher.query_encoder
     encoder.prime([q.text for q in queries], progress=progress)
     out: dict[str, list[ScoredDoc]] = {}
@@ -169,8 +190,8 @@ def batch_search(searcher, queries: Sequence[Query], *, k: int = 1000, threads: 
                            len(chunk), _first_line(exc))
             hits = {q.id: _search_one(searcher, q, k) for q in chunk}
         for q in chunk:
-            out[q.id] = [ScoredDoc(q.id, h.docid, float(h.score), r + 1)
-                         for r, h in enumerate(hits.get(q.id, []))]
+            # Lucene orders tied hits by internal docid; the toolkit's one rule (ranking.py) instead
+            out[q.id] = rank_hits(ScoredDoc(q.id, h.docid, float(h.score), 0) for h in hits.get(q.id, []))
     encoder.clear()
     return out
 
@@ -196,16 +217,37 @@ def _search_one(searcher, query: Query, k: int):
         raise SearchError(f"searching query {query.id!r} failed: {message}{hint}") from exc
 
 
+def search_hits(searcher, query: Query, k: int = 10) -> list[ScoredDoc]:
+    """One query's hits, ranked by the toolkit's rule (:mod:`splare_lucene.ranking`); a Java
+    failure is raised as a :class:`SearchError` naming the query. Raises ConfigError when ``k``
+    is below 1."""
+    if k < 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"k (hits per query) must be >= 1; got {k}")
+    return rank_hits(ScoredDoc(query.id, h.docid, float(h.score), 0) for h in _search_one(searcher, query, k))
+
+
 def write_trec_run(results: dict[str, list[ScoredDoc]], path: str | os.PathLike, tag: str = "splare") -> None:
-    """Write a TREC run file atomically."""
-    path = Path(path)
+    """Write a TREC run file atomically, every query's hits in the toolkit's order
+    (:func:`splare_lucene.ranking.rank_hits`: score descending, then doc id ascending, tied scores
+    made strictly decreasing) with ranks 1..n, and scores printed with the digits that keep them
+    distinct (:func:`~splare_lucene.ranking.format_score`), so trec_eval and every ir_measures
+    provider read the order written."""
+    from .outputs import check_output_file, temp_path_beside
+
+    path = check_output_file(path, what="run file")  # names the path given, not a temp file
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        for hits in results.values():
-            for h in hits:
-                f.write(f"{h.query_id} Q0 {h.doc_id} {h.rank} {h.score:.6f} {tag}\n")
-    os.replace(tmp, path)
+    tmp = temp_path_beside(path)
+    try:
+        with tmp.open("w") as f:
+            for hits in results.values():
+                for h in rank_hits(hits):
+                    f.write(f"{h.query_id} Q0 {h.doc_id} {h.rank} {format_score(h.score)} {tag}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave the temp file behind
+        raise
 
 
 def hit_text(searcher, doc_id: str) -> str:

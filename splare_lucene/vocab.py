@@ -86,6 +86,11 @@ class TokenVocab:
     characters: 3 tokens of Gemma 3's vocabulary) is shortened by :func:`shorten_token`;
     :meth:`latent` still maps it back to its id, but ``unquote`` no longer gives the tokenizer's
     token back (use ``tokenizer.convert_ids_to_tokens(vocab.latent(term))``).
+
+    An id without a token string (an empty token, or an id in ``[len(tokenizer), size)``) is
+    ``%3Cid<i>%3E`` ("<id<i>>" encoded), or ``%~id<i>`` when a real token already spells that.
+    Every id thus gets its own pseudo-token (checked by tests/test_properties.py), except ids whose
+    tokens are the same string.
     """
 
     def __init__(self, tokenizer, size: int | None = None):
@@ -93,8 +98,17 @@ class TokenVocab:
 
         n = len(tokenizer)
         tokens = tokenizer.convert_ids_to_tokens(list(range(n))) + [None] * max(0, (size or n) - n)
-        quoted = [quote(t if t is not None else f"<id{i}>", safe="") or f"%3Cid{i}%3E"
-                  for i, t in enumerate(tokens)]
+        # surrogatepass: a slow (Python) tokenizer may return lone surrogates, which strict UTF-8
+        # cannot encode; their bytes are invalid UTF-8, so they cannot collide with a real token.
+        real = [quote(t, safe="", errors="surrogatepass") if t else None for t in tokens]
+        taken = {q for q in real if q}
+        quoted = []
+        for i, q in enumerate(real):
+            if q is None:  # no token string (an empty one, or an id beyond the tokenizer)
+                q = f"%3Cid{i}%3E"  # "<id{i}>" percent-encoded, as indexes built before used
+                if q in taken:  # a real token spells "<id{i}>": use a form quote never makes
+                    q = f"%~id{i}"  # ("%~" + non-hex: not a shortened token either)
+            quoted.append(q)
         self._tokens = [shorten_token(t) for t in quoted]
         self._ids = {t: i for i, t in enumerate(self._tokens)}
         shortened = [i for i, (q, t) in enumerate(zip(quoted, self._tokens)) if q != t]

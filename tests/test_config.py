@@ -135,9 +135,10 @@ def test_bad_text_side_keys_are_a_checkpoint_error():
 @pytest.mark.parametrize("changes, match", [
     ({"representation": "dense"}, r"representation must be one of \['sae', 'vocab'\]; got 'dense'"),
     ({"layer": -1}, "layer must be >= 0; got -1"),
-    ({"quantization_scale": 0}, "quantization_scale must be > 0; got 0"),
-    ({"quantization_scale": -2.5}, "quantization_scale must be > 0; got -2.5"),
-    ({"quantization_scale": float("nan")}, "quantization_scale must be > 0; got nan"),
+    ({"quantization_scale": 0}, "quantization_scale must be a finite number > 0; got 0"),
+    ({"quantization_scale": -2.5}, "quantization_scale must be a finite number > 0; got -2.5"),
+    ({"quantization_scale": float("inf")}, "quantization_scale must be a finite number > 0; got inf"),
+    ({"quantization_scale": float("nan")}, "quantization_scale must be a finite number > 0; got nan"),
 ])
 def test_invalid_values(changes, match):
     with pytest.raises(ConfigError, match=match):
@@ -279,7 +280,7 @@ def test_sae_config_missing_key_is_a_checkpoint_error():
 
 
 def test_sae_config_load_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="cannot read SAE config"):
+    with pytest.raises(CheckpointError, match="missing SAE config file .*splare-lucene assemble"):
         SAEConfig.load(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("[")
     with pytest.raises(CheckpointError, match="bad.json"):

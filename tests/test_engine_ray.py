@@ -171,6 +171,22 @@ def test_ray_engine_refuses_another_jobs_output(tiny_model, corpus, local_output
                    model_name=str(tiny_model), progress=False, resources=RayResources(num_workers=2))
 
 
+def test_ray_engine_refuses_an_empty_corpus_and_its_own_inputs_before_writing(tiny_model, tmp_path):
+    """Checked in the driver before any Ray work starts, as encode_local does: nothing is
+    written, so the rerun with a fixed corpus is not asked for --overwrite."""
+    pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install -e '.[ray]'")
+    from splare_lucene.errors import InputError
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="no documents"):
+        _encode_ray(tiny_model, str(empty), out)
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="--corpus"):
+        _encode_ray(tiny_model, str(tmp_path), tmp_path / "inside")  # output inside the corpus folder
+
+
 def test_engine_ray_without_ray_gives_the_install_command(monkeypatch, tmp_path):
     from splare_lucene.engines.ray import RayResources, encode_ray
 

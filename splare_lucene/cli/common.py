@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import ConfigError
+from .options import positive_int
 
 
 def add_runtime(p: argparse.ArgumentParser, *, batch_size_default: int | None = 16,
@@ -18,7 +20,7 @@ def add_runtime(p: argparse.ArgumentParser, *, batch_size_default: int | None = 
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="backbone weights and activations (default auto: bfloat16 on CUDA where "
                    "supported, else float32); the SAE, scores and losses stay float32")
-    p.add_argument("--batch-size", type=int, default=batch_size_default, help=batch_size_help)
+    p.add_argument("--batch-size", type=positive_int, default=batch_size_default, help=batch_size_help)
 
 
 def add_model(p: argparse.ArgumentParser) -> None:
@@ -26,14 +28,20 @@ def add_model(p: argparse.ArgumentParser) -> None:
                    help="model directory, hub id, or 'default' (the built-in model)")
 
 
-def check_output(path: str | Path, overwrite: bool, what: str = "output") -> Path:
-    """Refuse to clobber an existing path unless --overwrite; then remove it."""
+def check_output(path: str | Path, overwrite: bool, what: str = "output", *,
+                 kinds: Sequence[str] = ("model",), remove: bool = True) -> Path:
+    """Refuse to clobber an existing path unless --overwrite, and even then unless it is an empty
+    directory or one of ``kinds`` (:data:`splare_lucene.outputs.KINDS`: what the toolkit wrote);
+    check that it can be written. ``remove``: delete it now (else the caller replaces it once
+    its work is done). Raises ConfigError naming the path and the fix."""
+    from ..outputs import check_output_dir, check_replaceable, safe_replace_dir
+
     path = Path(path)
-    if path.exists():
+    if os.path.lexists(path):
         if not overwrite:
             raise ConfigError(f"{what} {path} already exists; pass --overwrite to replace it")
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        check_replaceable(path, kinds, what=what)
+    check_output_dir(path, what=what)
+    if remove:
+        safe_replace_dir(path, kinds, what=what)
     return path

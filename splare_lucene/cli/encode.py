@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from .common import add_model, add_runtime
+from .options import ArgumentCheckError, non_negative_float, non_negative_int, positive_float, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -16,15 +17,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True,
                    help="directory for the .jsonl.gz parts and the manifest; rerunning the same command "
                    "on an unfinished one resumes it")
-    p.add_argument("--num-shards", type=int, default=1,
+    p.add_argument("--num-shards", type=positive_int, default=1,
                    help="split the corpus into N shards: document i goes to shard i %% N (default 1)")
-    p.add_argument("--shard-id", type=int, default=0, help="which shard to encode, 0..N-1 (default 0)")
-    p.add_argument("--part-size", type=int, default=None,
+    p.add_argument("--shard-id", type=non_negative_int, default=0, help="which shard to encode, 0..N-1 (default 0)")
+    p.add_argument("--part-size", type=positive_int, default=None,
                    help="documents per part file, the unit of resumption (default 2000)")
     p.add_argument("--allow-empty", action="store_true", help="skip documents with empty text")
     p.add_argument("--overwrite", action="store_true",
                    help="start over: remove this shard's earlier output instead of resuming it")
-    p.add_argument("--shards", type=int, default=None, help=argparse.SUPPRESS)  # before parts; ignored
+    p.add_argument("--shards", type=positive_int, default=None, help=argparse.SUPPRESS)  # before parts; ignored
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process (default); ray: a Ray Data actor pool, one model copy per "
                    "worker (pip install 'splare-lucene[ray]'; see docs/scale.md)")
@@ -32,12 +33,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ray.add_argument("--ray-address", default=None,
                      help="Ray cluster address (`auto`, or HOST:6379 as `ray start --head` prints); "
                      "default: start a local instance for this run")
-    ray.add_argument("--num-workers", type=int, default=1, help="actors, each with one copy of the model")
-    ray.add_argument("--gpus-per-worker", type=float, default=0.0,
+    ray.add_argument("--num-workers", type=positive_int, default=1, help="actors, each with one copy of the model")
+    ray.add_argument("--gpus-per-worker", type=non_negative_float, default=0.0,
                      help="GPUs per actor (default 0: CPU; 0.5: two actors per GPU)")
-    ray.add_argument("--cpus-per-worker", type=float, default=1.0,
+    ray.add_argument("--cpus-per-worker", type=positive_float, default=1.0,
                      help="CPUs per actor, and its torch threads on the CPU (default 1)")
     add_runtime(p)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Checks that involve two options (run by ``main`` right after parsing)."""
+    if args.shard_id >= args.num_shards:
+        raise ArgumentCheckError(f"argument --shard-id: must be in [0, {args.num_shards - 1}] for "
+                                 f"--num-shards {args.num_shards}, got {args.shard_id}")
 
 
 def run(args) -> int:
@@ -47,14 +55,17 @@ def run(args) -> int:
 
     shard = ShardSpec(args.num_shards, args.shard_id)  # bad values fail before the model loads
     part_size = args.part_size or DEFAULT_PART_SIZE
-    if part_size < 1:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"--part-size must be >= 1; got {part_size}")
     if args.shards is not None:
         logger.warning("--shards is ignored: the output is written in parts of --part-size documents, "
                        "one file each (Anserini indexes the files in parallel)")
     corpus_identity(args.corpus)  # a missing corpus fails before the model loads
+    from ..outputs import check_not_input, check_output_dir, check_replaceable
+
+    check_not_input(args.output, {"--corpus": args.corpus, "--model": args.model})
+    check_output_dir(args.output)
+    # a folder holding anything but encode files is refused, with or without --overwrite (without
+    # it, resuming would refuse it too, but only after the model has loaded)
+    check_replaceable(args.output, ["encode"])
     if args.engine == "ray":  # the actors load the model; this process never does
         from ..engines.ray import RayResources, encode_ray
 

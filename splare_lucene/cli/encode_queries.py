@@ -29,8 +29,12 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..query_files import write_query_file
 
+    from ..outputs import check_not_input, check_output_file
+
+    check_not_input(args.output, {"--queries": args.queries, "--model": args.model})
     if Path(args.output).exists() and not args.overwrite:  # fail before loading the model
         raise ConfigError(f"output {args.output} already exists; pass --overwrite to replace it")
+    check_output_file(args.output)
     queries = list(read_queries(args.queries))
     encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     summary = write_query_file(encoder, queries, args.output, args.format, batch_size=args.batch_size,

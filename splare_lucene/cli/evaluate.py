@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_model, add_runtime
+from .options import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="paired two-sided test on the first measure's per-query values")
     p.add_argument("--output", help="output folder (default runs/evaluate/<model name>)")
     p.add_argument("--name", help="system name of the model in the table (default: the model's name)")
-    p.add_argument("--k", type=int, default=1000, help="hits per query")
-    p.add_argument("--threads", type=int, default=1, help="indexing and search threads")
+    p.add_argument("--k", type=positive_int, default=1000, help="hits per query")
+    p.add_argument("--threads", type=positive_int, default=1, help="indexing and search threads")
     p.add_argument("--plot", action="store_true", help="also write results.png (first measure, per collection)")
     p.add_argument("--keep-jsonl", action="store_true",
                    help="keep the encoded corpus beside the index (re-indexing then skips encoding)")
@@ -45,12 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
     from ..evaluate import split_measures
     from ..pipeline import run_evaluation
 
-    if args.k < 1 or args.threads < 1:
-        raise ConfigError(f"--k and --threads must be >= 1; got {args.k} and {args.threads}")
     measures = [m for text in (args.measures or []) for m in split_measures(text)] or None
     report = run_evaluation(
         args.model, args.collection, output=args.output, split=args.split, measures=measures,

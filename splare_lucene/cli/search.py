@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_model, add_runtime
+from .options import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,8 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--queries", help="BEIR folder, .jsonl, .tsv (id<TAB>text), or irds:<id>")
     src.add_argument("--query", help="one query: print ranked hits with their text")
     p.add_argument("--output", help="TREC run file to write (with --queries)")
-    p.add_argument("--k", type=int, default=1000, help="hits per query (10 with --query)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--k", type=positive_int, default=1000, help="hits per query (10 with --query)")
+    p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--tag", default="splare", help="run tag in the TREC file")
     add_runtime(p)
 
@@ -25,6 +26,15 @@ def run(args) -> int:
 
     if args.queries and not args.output:
         raise ConfigError("--queries needs --output RUN_FILE")
+    if args.query is not None and not args.query.strip():  # before the model loads
+        from ..errors import InputError
+
+        raise InputError(f"the query is empty (--query {args.query!r}); give the text to search for")
+    if args.output:  # before any work: the run never replaces an input, and can be written
+        from ..outputs import check_not_input, check_output_file
+
+        check_not_input(args.output, {"--queries": args.queries, "--index": args.index, "--model": args.model})
+        check_output_file(args.output)
     from ..encoder import SplareEncoder
     from ..search import SplareQueryEncoder, batch_search, hit_text, open_searcher, write_trec_run
 
@@ -32,9 +42,12 @@ def run(args) -> int:
     searcher = open_searcher(args.index, SplareQueryEncoder(encoder, batch_size=args.batch_size))
     if args.query is not None:
         k = args.k if args.k != 1000 else 10
-        for rank, hit in enumerate(searcher.search(args.query, k=k), start=1):
-            text = " ".join(hit_text(searcher, hit.docid).split())
-            print(f"{rank:3d}  {hit.score:10.0f}  {hit.docid:<16} {text[:150]}")
+        from ..search import search_hits
+        from ..types import Query
+
+        for hit in search_hits(searcher, Query("query", args.query), k=k):  # the toolkit's tie rule
+            text = " ".join(hit_text(searcher, hit.doc_id).split())
+            print(f"{hit.rank:3d}  {hit.score:10.0f}  {hit.doc_id:<16} {text[:150]}")
         return 0
     from ..corpus import read_queries
 

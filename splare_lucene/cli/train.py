@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 
 from .common import add_runtime
+from .options import (dropout, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+                      seed_int)
 
 # --flag dest -> TrainConfig field, for the flags a recipe may set
 CONFIG_FLAGS = {
@@ -29,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: 'default', the built-in model)")
     p.add_argument("--vocab-backbone", metavar="BACKBONE",
                    help="train the vocabulary baseline (SPLADE) on this backbone instead of --model")
-    p.add_argument("--vocab-layer", type=int, help="layer of the vocabulary head (default: the last)")
+    p.add_argument("--vocab-layer", type=non_negative_int, help="layer of the vocabulary head (default: the last)")
     p.add_argument("--data", required=True,
                    help="BEIR folder (qrels/<split>.tsv, BM25 negatives mined), JSONL examples, or irds:<id>")
     p.add_argument("--split", default="train")
@@ -43,39 +45,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training settings (default: the recipe's value)")
     g.add_argument("--loss", choices=["auto", "kl", "infonce"], help="auto: KL when the data has teacher "
                    "scores, else InfoNCE (default recipe: auto; paper: kl)")
-    g.add_argument("--temperature", type=float,
+    g.add_argument("--temperature", type=non_negative_float,
                    help="student temperature (KL) / InfoNCE temperature; 0: automatic, from the first "
                    "batch's score spread. Default: the paper's for the head: 80 Llama Scope, 50 Gemma "
                    "Scope (1 and 2), 10 vocabulary head; automatic (logged) for other SAEs")
     g.add_argument("--no-in-batch", action="store_true", help="InfoNCE without in-batch negatives")
-    g.add_argument("--negatives", type=int, help="hard negatives per query (default 1; paper 8)")
-    g.add_argument("--max-queries", type=int, help="use at most this many training queries")
-    g.add_argument("--lora-rank", type=int, help="default 16; paper 64")
-    g.add_argument("--lora-alpha", type=int, help="default 32; paper recipe 128 (2 x rank; the paper gives none)")
-    g.add_argument("--lora-dropout", type=float, help="default 0")
+    g.add_argument("--negatives", type=non_negative_int, help="hard negatives per query (default 1; paper 8)")
+    g.add_argument("--max-queries", type=positive_int, help="use at most this many training queries")
+    g.add_argument("--lora-rank", type=positive_int, help="default 16; paper 64")
+    g.add_argument("--lora-alpha", type=positive_int, help="default 32; paper recipe 128 (2 x rank; the paper gives none)")
+    g.add_argument("--lora-dropout", type=dropout, help="default 0")
     g.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
-    g.add_argument("--lr", type=float, help="default 5e-5 (as the paper)")
-    g.add_argument("--warmup", type=float, help="warm-up fraction of the steps (default 0.01, as the paper)")
-    g.add_argument("--epochs", type=int, help="default 1 (as the paper)")
-    g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (default 0: the epochs)")
-    g.add_argument("--grad-accum", type=int,
+    g.add_argument("--lr", type=positive_float, help="default 5e-5 (as the paper)")
+    g.add_argument("--warmup", type=fraction, help="warm-up fraction of the steps (default 0.01, as the paper)")
+    g.add_argument("--epochs", type=positive_int, help="default 1 (as the paper)")
+    g.add_argument("--max-steps", type=non_negative_int, help="stop after this many optimizer steps (default 0: the epochs)")
+    g.add_argument("--grad-accum", type=positive_int,
                    help="micro-batches per optimizer step (default 1; paper: --effective-batch-size / --batch-size)")
-    g.add_argument("--effective-batch-size", type=int,
+    g.add_argument("--effective-batch-size", type=positive_int,
                    help="queries per optimizer step; sets --grad-accum to this / --batch-size (paper 128)")
-    g.add_argument("--query-max-length", type=int, help="training query length in tokens (default 32; paper 128)")
-    g.add_argument("--doc-max-length", type=int, help="training document length in tokens (default 128)")
-    g.add_argument("--flops-query", type=float, help="default 1e-4 (as the paper)")
-    g.add_argument("--flops-doc", type=float, help="default 1e-4 (as the paper)")
-    g.add_argument("--flops-warmup", type=float, help="FLOPS warm-up fraction of the steps (default 0.3)")
+    g.add_argument("--query-max-length", type=positive_int, help="training query length in tokens (default 32; paper 128)")
+    g.add_argument("--doc-max-length", type=positive_int, help="training document length in tokens (default 128)")
+    g.add_argument("--flops-query", type=non_negative_float, help="default 1e-4 (as the paper)")
+    g.add_argument("--flops-doc", type=non_negative_float, help="default 1e-4 (as the paper)")
+    g.add_argument("--flops-warmup", type=fraction, help="FLOPS warm-up fraction of the steps (default 0.3)")
     g.add_argument("--train-top-k", action="store_true", default=None,
                    help="apply the inference top-k (query/document) while training, not only at inference")
     g.add_argument("--gradient-checkpointing", action="store_true", default=None)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                    help="autocast the backbone's forward (accelerate); the SAE head, scores and losses "
                    "stay float32. Default: `accelerate launch --mixed_precision`, else no")
-    g.add_argument("--save-every", type=int, help="checkpoint every N steps, resumable (default 50)")
-    g.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--threads", type=int, default=1, help="BM25 mining threads")
+    g.add_argument("--save-every", type=non_negative_int, help="checkpoint every N steps, resumable (default 50)")
+    g.add_argument("--seed", type=seed_int, help="default 0")
+    p.add_argument("--threads", type=positive_int, default=1, help="BM25 mining threads")
     add_runtime(p, batch_size_default=None,
                 batch_size_help="queries per micro-batch and process, each with 1 + --negatives documents "
                 "(default 16; paper recipe 8: lower it if a step does not fit in memory). Under "
@@ -109,9 +111,17 @@ def run(args) -> int:
         raise ConfigError("give one of --model (SPLARE) or --vocab-backbone (SPLADE baseline), not both")
     if not args.vocab_backbone:
         args.model = args.model or "default"
+    from ..outputs import check_not_input, check_replaceable
+    from .common import check_output
+
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"model directory {out} already exists; pass --overwrite to replace it")
+    ckpt = out.with_name(out.name + ".checkpoint")  # train()'s resumable checkpoint, beside the output
+    inputs = {"--model": args.model, "--data": args.data, "--vocab-backbone": args.vocab_backbone}
+    check_not_input(out, inputs)
+    check_not_input(ckpt, inputs, what="checkpoint directory")
+    # --overwrite replaces only a model directory; the model is written once training is done
+    check_output(out, args.overwrite, "model directory", kinds=["model"], remove=False)
+    check_replaceable(ckpt, ["checkpoint"], what="checkpoint directory")
     device = pick_device(args.device)
     accelerator = make_accelerator(device, args.mixed_precision)
     cfg = recipe_config(args.recipe, num_processes=accelerator.num_processes, **config_overrides(args))

@@ -279,7 +279,9 @@ def make_job(encoder, source: str, *, model_name: str = "", shard: ShardSpec = S
                        signature=encoder.config.index_signature(), config=encoder.config.to_dict(),
                        corpus=corpus_identity(source), num_shards=shard.num_shards,
                        shard_id=shard.shard_id, part_size=part_size, allow_empty=allow_empty,
-                       extra=dict(extra or {}),
+                       # the latent count, so that `index --jsonl` can refuse tokens beyond it
+                       extra=({"width": int(encoder.d_sae)} if isinstance(getattr(encoder, "d_sae", None), int)
+                              else {}) | dict(extra or {}),
                        runtime={"batch_size": batch_size, "device": str(getattr(encoder, "device", "")),
                                 "dtype": dtype})
 
@@ -506,6 +508,10 @@ class PartsDir:
         if summary.empty:
             logger.warning("%d documents have empty vectors; Anserini will skip them (ids in %s)",
                            summary.empty, self.directory / SUMMARY_NAME)
+        if total_documents == 0 and self.shard.num_shards > 1:  # read_documents refuses an empty corpus
+            logger.warning("%s got no documents: the corpus has fewer documents than --num-shards %d; its "
+                           "output %s is empty, which is fine when indexed with the other shards",
+                           self.shard.tag, self.shard.num_shards, self.directory)
         return summary
 
     # -- workers -------------------------------------------------------------------------------
@@ -578,8 +584,12 @@ class PartsDir:
                     if not self.job.differences(EncodingJob.from_dict(m),
                                                 [k for k in _COMPARED if k not in ("shard_id", "part_size")])]
         if whole_if_alone and not siblings:
+            from ..outputs import safe_replace_dir
+
+            # only an encode output (or an empty directory) goes: a folder of the user's files is
+            # refused, naming what it holds (issue 10: --overwrite deleted a thesis.txt)
             logger.info("--overwrite: removing %s", self.directory)
-            shutil.rmtree(self.directory)
+            safe_replace_dir(self.directory, ["encode"], what="--output")
             return
         logger.info("--overwrite: removing the files of %s in %s (sibling shards kept)", self.shard.tag,
                     self.directory)
@@ -655,7 +665,7 @@ def _read_json(path: Path) -> dict | None:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         logger.warning("cannot read %s (%s)", path, exc)
         return None
     return obj if isinstance(obj, dict) else None
@@ -738,7 +748,8 @@ class EncodedOutput:
     jobs: list[EncodingJob]
 
 
-def read_outputs(directories: Sequence[str | os.PathLike], *, verify: bool = True) -> EncodedOutput:
+def read_outputs(directories: Sequence[str | os.PathLike], *, verify: bool = True, check_ids: bool = False,
+                 progress: bool = True) -> EncodedOutput:
     """Check and merge encode outputs for indexing.
 
     Every directory must hold complete shards (manifest ``"status": "complete"``) of one job set:
@@ -746,9 +757,13 @@ def read_outputs(directories: Sequence[str | os.PathLike], *, verify: bool = Tru
     every shard ``0..num_shards-1`` exactly once. ``verify`` checks every part file's size and
     sha256 against the manifest. A directory without manifests (an older ``encode`` output, or
     JsonVectorCollection files from elsewhere) is accepted on its own, its ``*.jsonl(.gz)`` files
-    indexed as they are. Raises ConfigError (what is wrong, and the command that fixes it) or
-    InputError (a missing directory)."""
-    from ..jsonl import read_summary, shard_files
+    indexed as they are. ``check_ids`` reads every line of every file
+    (:func:`splare_lucene.engines.ids.scan_ids`: 8 bytes of memory per document) and refuses a
+    document id that appears twice, within one file or across the directories (overlapping
+    outputs), or that is empty or holds whitespace. Raises ConfigError (what is wrong, and the
+    command that fixes it) or InputError (a missing directory; a duplicate or bad id, with file
+    and line)."""
+    from ..jsonl import VectorRules, read_summary, shard_files
 
     dirs = [Path(d) for d in directories]
     if not dirs:
@@ -765,7 +780,13 @@ def read_outputs(directories: Sequence[str | os.PathLike], *, verify: bool = Tru
                               "each holds encode's manifests")
         d = legacy[0]
         logger.warning("%s has no manifest (an older or foreign output): indexing its files as they are", d)
-        return EncodedOutput(shard_files(d), read_summary(d) or {}, [])
+        output = EncodedOutput(shard_files(d), read_summary(d) or {}, [])
+        if check_ids:
+            from .ids import scan_ids
+
+            scan_ids(output.files, expected=output.summary.get("documents"), progress=progress,
+                     rules=VectorRules.from_summary(output.summary))
+        return output
     jobs: list[EncodingJob] = []
     parts: list[tuple[int, int, Path]] = []
     records: list[PartRecord] = []
@@ -817,4 +838,9 @@ def read_outputs(directories: Sequence[str | os.PathLike], *, verify: bool = Tru
                           f"{first.num_shards} --shard-id I` and pass every output directory")
     summary = summarize(records, encoding_extra(first), files=len(parts)).to_dict()
     files = [f for _, _, f in sorted(parts)]
+    if check_ids:
+        from .ids import scan_ids
+
+        scan_ids(files, expected=summary.get("documents"), progress=progress,
+                 rules=VectorRules.from_summary(summary))
     return EncodedOutput(files, summary, jobs)

@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..corpus import read_documents
 from ..errors import CheckpointError, ConfigError, SplareError
+from ..outputs import check_not_input, check_output_dir
 from .parts import DEFAULT_PART_SIZE, EncodingJob, PartPlanner, PartsDir, PartSpec, ShardSpec, make_job
 
 logger = logging.getLogger(__name__)
@@ -325,6 +327,15 @@ def encode_ray(model: str, source: str, output_dir: str | os.PathLike, *, shard:
     if dtype == "auto" and resources.device == "cpu":
         dtype = "float32"  # backbone.resolve_dtype's choice on the CPU, recorded as the local engine does
     info = _ModelInfo(model, resources.device, dtype)
+    # as encode_local: before the directory is touched, never into the corpus or the model, and
+    # an empty corpus is refused here (one line read), not after a "running" manifest is written
+    check_not_input(output_dir, {"--corpus": source, "--model": str(info.model_dir)})
+    check_output_dir(output_dir)
+    documents = read_documents(source, allow_empty=allow_empty)
+    try:
+        next(documents)
+    finally:
+        documents.close()
     job = make_job(info, source, model_name=model_name or model, shard=shard, part_size=part_size,
                    allow_empty=allow_empty, batch_size=batch_size, extra=meta)
     out = PartsDir(output_dir, job)

@@ -89,7 +89,15 @@ class SAEConfig:
     @classmethod
     def load(cls, path: Path) -> "SAEConfig":
         try:
-            obj = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            obj = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            folder = Path(path).parent
+            raise CheckpointError(
+                f"missing SAE config file {path}: the SAE folder {folder} holds its weights but not "
+                f"{Path(path).name}, which says the SAE's architecture and sizes. Restore the file from "
+                "where the model came from, or rebuild the model directory from its backbone and SAE: "
+                "`splare-lucene assemble --backbone BACKBONE --sae SAE --output DIR` "
+                "(docs/sae-formats.md lists the files of each SAE format)") from exc
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
             raise CheckpointError(f"cannot read SAE config {path}: {exc}") from exc
         return cls.from_dict(obj, where=str(path))

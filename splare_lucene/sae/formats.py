@@ -74,10 +74,10 @@ def _read_npz(path: Path) -> dict:
 
 def _read_json(path: Path) -> dict:
     try:
-        obj = json.loads(Path(path).read_text())
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise CheckpointError(f"missing SAE config file {path}") from exc
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or not UTF-8
         raise CheckpointError(f"cannot read SAE config {path}: {exc}") from exc
     if not isinstance(obj, dict):
         raise CheckpointError(f"SAE config {path} must hold a JSON object; "
@@ -597,11 +597,39 @@ def _match(path: Path) -> str | None:
     return None
 
 
+# Pickle-based checkpoint suffixes (torch.save, pickle): never loaded, since unpickling runs code
+# named in the file. Every supported format reads safetensors or npz without pickle
+# (``_read_safetensors``, ``_read_npz``); these only make the refusal say how to convert.
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+
+
+def _pickle_refusal(path: Path) -> CheckpointError | None:
+    """The error for an SAE given only as pickle files (``path`` or the files directly in it)."""
+    files = [path] if path.is_file() else sorted(path.iterdir()) if path.is_dir() else []
+    pickles = [f for f in files if f.is_file() and f.suffix.lower() in PICKLE_SUFFIXES]
+    if not pickles:
+        return None
+    names = ", ".join(f.name for f in pickles[:5])
+    return CheckpointError(
+        f"{path}: the SAE weights here are pickle files ({names}), which splare-lucene does not load: "
+        "unpickling runs code named in the file. Convert a file you trust to safetensors and give it "
+        "the file names of a supported format, e.g. for SAELens: `python -c \"import torch; "
+        "from safetensors.torch import save_file; save_file(torch.load('sae_weights.pt', "
+        "weights_only=True), 'sae_weights.safetensors')\"` beside cfg.json (docs/sae-formats.md "
+        "lists the files each format needs)")
+
+
 def detect_format(path: Path) -> str:
+    """The name of the registered format ``path`` is in. Raises CheckpointError when none
+    matches, saying which files each format needs, and refusing pickle-only checkpoints
+    (``.pt``, ``.bin``, ...) with the command that converts them."""
     path = Path(path)
     name = _match(path)
     if name is not None:
         return name
+    refusal = _pickle_refusal(path)
+    if refusal is not None:
+        raise refusal
     needs = "; ".join(f"{n}: {files}" for n, files in FORMAT_FILES.items())
     hint = ""
     if path.is_dir():  # e.g. a whole sparsify or Llama Scope repo, one SAE per sub-directory

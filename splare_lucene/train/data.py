@@ -30,26 +30,56 @@ class TrainExample:
     scores: tuple[float, ...] | None = None  # teacher scores aligned with docs
 
 
+def _texts(value: object, key: str, path: Path, line: int) -> list[str]:
+    """A JSON string or array of strings -> list of texts; anything else is an InputError (a
+    number, an object or a nested array is not ``str()``-ed into a training text)."""
+    from ..textio import json_kind
+
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, str):
+            raise InputError(f"{key!r} must be a string or an array of strings; found {json_kind(item)} "
+                             f"{item!r:.60}", str(path), line)
+    return list(items)
+
+
+def _scores(value: object, path: Path, line: int) -> list[float]:
+    from ..textio import json_kind
+
+    if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              for v in value):
+        raise InputError(f"'scores' must be an array of numbers; got {json_kind(value)} {value!r:.60}",
+                         str(path), line)
+    return [float(v) for v in value]
+
+
 def _jsonl_examples(path: Path, n_negatives: int, rng: random.Random) -> Iterator[TrainExample]:
-    from ..corpus import iter_jsonl
+    """Examples from a JSONL file, read by :func:`splare_lucene.textio.iter_jsonl` (gzip, strict
+    UTF-8, BOM and CR dropped); every error names the file and line."""
+    from ..textio import iter_jsonl
 
     for line_no, obj in iter_jsonl(path):
         if "query" not in obj:
             raise InputError("expected an object with 'query', 'positive' and 'negatives'", str(path), line_no)
-        positives = obj.get("positives") or ([obj["positive"]] if "positive" in obj else [])
-        negatives = list(obj.get("negatives") or [])
+        query = _texts(obj["query"], "query", path, line_no)
+        if len(query) != 1:
+            raise InputError("'query' must be one string", str(path), line_no)
+        key = "positives" if obj.get("positives") else "positive"
+        positives = _texts(obj[key], key, path, line_no) if key in obj else []
+        negatives = _texts(obj.get("negatives") or [], "negatives", path, line_no)
         if not positives:
             raise InputError("no 'positive' (or 'positives')", str(path), line_no)
         if len(negatives) < n_negatives:
             raise InputError(f"{len(negatives)} negatives; --negatives asks for {n_negatives}", str(path), line_no)
-        scores = obj.get("scores", obj.get("teacher_scores"))
+        raw_scores = obj.get("scores", obj.get("teacher_scores"))
+        scores = None if raw_scores is None else _scores(raw_scores, path, line_no)
         if scores is not None and len(scores) != 1 + len(negatives):
             raise InputError(f"'scores' has {len(scores)} values; expected 1 + {len(negatives)} "
                              "(positive then negatives)", str(path), line_no)
         pick = sorted(rng.sample(range(len(negatives)), n_negatives))
-        docs = (str(positives[0]),) + tuple(str(negatives[i]) for i in pick)
-        picked_scores = None if scores is None else (float(scores[0]),) + tuple(float(scores[1 + i]) for i in pick)
-        yield TrainExample(str(obj["query"]), docs, picked_scores)
+        docs = (positives[0],) + tuple(negatives[i] for i in pick)
+        picked_scores = None if scores is None else (scores[0],) + tuple(scores[1 + i] for i in pick)
+        yield TrainExample(query[0], docs, picked_scores)
 
 
 def beir_examples(folder: Path, n_negatives: int, *, split: str = "train", max_queries: int | None = None,

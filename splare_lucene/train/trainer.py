@@ -21,13 +21,14 @@ import math
 import os
 import random
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .data import TrainExample
 from .losses import candidate_scores, flops, flops_weight, info_nce, kl_distillation
 
@@ -323,33 +324,77 @@ def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
     """Write the adapter and the optimizer/scheduler/loop state to ``directory`` atomically (a
     temporary directory renamed into place). Called by every process: only the main one writes
     (the LoRA weights and the optimizer state are the same in every process after the DDP
-    all-reduce); each process's RNG state is gathered into the file; all return once it exists."""
+    all-reduce); each process's RNG state is gathered into the file; all return once it exists.
+
+    ``trainer_state.pt`` holds only tensors, numbers, strings, lists, tuples and dicts (optimizer
+    and scheduler ``state_dict``s, the loop state, the torch CPU and CUDA RNG states as uint8
+    tensors, one per process), so
+    ``_load_checkpoint`` reads it with ``torch.load(weights_only=True)``. Python's ``random`` and
+    numpy's RNGs are not saved: training draws its batches from ``random.Random(seed, epoch)``
+    objects of its own (``_global_batches``), and nothing else in the loop uses them."""
     rng = torch.get_rng_state()
+    # this process's CUDA generator too (LoRA dropout on the GPU), when CUDA is in use
+    cuda_rng = torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     multi = accelerator is not None and accelerator.num_processes > 1
-    rngs = accelerator.gather_for_metrics([rng], use_gather_object=True) if multi else [rng]
+    pairs = accelerator.gather_for_metrics([(rng, cuda_rng)], use_gather_object=True) if multi else [(rng, cuda_rng)]
+    rngs, cuda_rngs = [cpu for cpu, _ in pairs], [cuda for _, cuda in pairs]
     if accelerator is None or accelerator.is_main_process:
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        peft_model.save_pretrained(str(tmp / "adapter"))
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
-                    "history": state.history, "temperature": state.temperature,
-                    "torch_rng": rng, "torch_rng_per_process": rngs, "num_processes": len(rngs)},
-                   tmp / "trainer_state.pt")
-        shutil.rmtree(directory, ignore_errors=True)
-        os.replace(tmp, directory)
+        # a fresh temporary directory: a fixed `<name>.tmp` could be a user's folder
+        from ..outputs import install_dir
+
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+        try:
+            peft_model.save_pretrained(str(tmp / "adapter"))
+            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
+                        "history": state.history, "temperature": state.temperature,
+                        "torch_rng": rng, "torch_rng_per_process": rngs, "cuda_rng_per_process": cuda_rngs,
+                        "num_processes": len(rngs)},
+                       tmp / "trainer_state.pt")
+            install_dir(tmp, directory, ["checkpoint"], what="checkpoint directory")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a random name: nothing else would remove it
+            raise
     if multi:
         accelerator.wait_for_everyone()
 
 
 def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState, accelerator=None) -> None:
     """Load a checkpoint of ``_save_checkpoint`` (every process loads the same files). A run may
-    resume with another number of processes: the global batches do not depend on it."""
+    resume with another number of processes: the global batches do not depend on it.
+
+    No code from the checkpoint runs: the adapter is read from safetensors and
+    ``trainer_state.pt`` with ``torch.load(weights_only=True)``, whose unpickler builds only
+    tensors and plain containers. Raises CheckpointError (naming the file and how to restart)
+    when either file is missing, corrupt, or holds anything else, e.g. a planted pickle whose
+    ``__reduce__`` would call ``os.system``.
+    """
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    restart = (f"delete {directory} to restart the run from step 0 (or pass --no-resume), or "
+               "restore the checkpoint that run wrote")
     weights = directory / "adapter" / "adapter_model.safetensors"
-    set_peft_model_state_dict(peft_model, load_file(str(weights)))
-    saved = torch.load(directory / "trainer_state.pt", weights_only=False)
+    try:
+        adapter = load_file(str(weights))
+    except Exception as exc:  # FileNotFoundError, SafetensorError (corrupt header), ...
+        raise CheckpointError(f"cannot read the checkpoint's adapter {weights}: {exc}; {restart}") from exc
+    set_peft_model_state_dict(peft_model, adapter)
+    state_file = directory / "trainer_state.pt"
+    try:
+        saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        # weights_only=True raises pickle.UnpicklingError naming the first global it refuses
+        # (e.g. "posix.system"); a truncated or foreign file raises RuntimeError/EOFError.
+        from ..backbone import pickle_refusal_reason
+
+        raise CheckpointError(
+            f"{state_file} was not loaded: it is not a trainer state this toolkit writes (only "
+            f"tensors, numbers and plain containers are read, since unpickling anything else can "
+            f"run code from the file): {pickle_refusal_reason(exc)}; {restart}") from exc
+    if not isinstance(saved, dict) or not {"optimizer", "scheduler", "step", "history"} <= saved.keys():
+        raise CheckpointError(f"{state_file} does not hold a trainer state (a dict with optimizer, scheduler, "
+                              f"step and history); {restart}")
     opt.load_state_dict(saved["optimizer"])
     sched.load_state_dict(saved["scheduler"])
     state.step, state.history = saved["step"], saved["history"]
@@ -357,6 +402,9 @@ def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
     rank = accelerator.process_index if accelerator is not None else 0
     per_process = saved.get("torch_rng_per_process") or [saved["torch_rng"]]
     torch.set_rng_state(per_process[rank] if rank < len(per_process) else saved["torch_rng"])
+    cuda_states = saved.get("cuda_rng_per_process") or []
+    if rank < len(cuda_states) and cuda_states[rank] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda_states[rank])  # the current device, set by accelerate
     if saved.get("num_processes", 1) != (accelerator.num_processes if accelerator is not None else 1):
         logger.info("checkpoint written by %d processes, resumed by %d (same global batches)",
                     saved.get("num_processes", 1), accelerator.num_processes if accelerator else 1)
@@ -429,6 +477,12 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     flops_warmup = int(cfg.flops_warmup_fraction * total)
     state = TrainState()
     ckpt = Path(output_dir).with_name(Path(output_dir).name + ".checkpoint")
+    from ..outputs import check_replaceable
+
+    # both are replaced below (a checkpoint every save_every steps, the model at the end): only
+    # what the toolkit wrote may be, checked before the first step (issue 10)
+    check_replaceable(output_dir, ["model"], what="model directory")
+    check_replaceable(ckpt, ["checkpoint"], what="checkpoint directory")
     if resume and (ckpt / "trainer_state.pt").is_file():
         _load_checkpoint(ckpt, peft_model, opt, sched, state, accelerator)
     # The scheduler is stepped here once per optimizer step, not prepared: accelerate's
