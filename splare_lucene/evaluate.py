@@ -17,12 +17,18 @@ from .types import ScoredDoc
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "R@1000", "RR@10")
 
 
+# last column of a qrels header line (BEIR writes `query-id corpus-id score`)
+QRELS_HEADER_LAST = ("score", "relevance", "rel", "label", "grade")
+
+
 def iter_qrels(path: str | os.PathLike) -> Iterator[tuple[int, str, str, int]]:
     """(line, query id, doc id, relevance) per judgement of a qrels file, read by
     :func:`splare_lucene.textio.iter_lines` (gzip, strict UTF-8, BOM and CR dropped).
 
-    Formats: BEIR TSV ``query-id<TAB>corpus-id<TAB>score`` (a first line whose last column is not
-    an integer is a header and skipped) or TREC ``qid 0 docid rel``. A line holding a TAB is split
+    Formats: BEIR TSV ``query-id<TAB>corpus-id<TAB>score`` (a first line whose last column is a
+    header name, ``score``, ``relevance``, ``rel``, ``label`` or ``grade``, is skipped; any other first
+    line is a judgement, so a malformed one is an error rather than a silently skipped "header")
+    or TREC ``qid 0 docid rel``. A line holding a TAB is split
     at TABs only, so an id with a space inside (``doc 1``) is refused by
     :func:`~splare_lucene.textio.check_id` instead of being split into another column layout.
 
@@ -41,7 +47,7 @@ def iter_qrels(path: str | os.PathLike) -> Iterator[tuple[int, str, str, int]]:
             parts = line.split()
         if not parts:
             continue  # blank
-        header, first = first and not parts[-1].lstrip("-+").isdigit(), False
+        header, first = first and parts[-1].lower() in QRELS_HEADER_LAST, False
         if header:
             continue
         if len(parts) == 3:
@@ -54,7 +60,9 @@ def iter_qrels(path: str | os.PathLike) -> Iterator[tuple[int, str, str, int]]:
         try:
             relevance = int(rel)
         except ValueError:
-            raise InputError(f"relevance {rel!r} is not an integer", str(path), line_no) from None
+            raise InputError(f"relevance {rel!r} is not an integer (BEIR qrels are `query-id<TAB>corpus-id"
+                             f"<TAB>score`, TREC qrels `qid 0 docid rel`; this line has {len(parts)} "
+                             "columns)", str(path), line_no) from None
         yield (line_no, check_id(q, path, line_no, what="query id"), check_id(d, path, line_no, what="doc id"),
                relevance)
 

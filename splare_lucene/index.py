@@ -56,34 +56,12 @@ def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], ind
     from the folders' summary) are refused with an InputError naming the file and line. After
     Anserini, :func:`check_anserini_output` refuses any loss (IndexingError quoting Anserini).
     """
-    from .engines.parts import read_outputs
     from .java import java_command
-    from .engines.ids import scan_ids
-    from .jsonl import VectorRules, index_meta
-    from .outputs import check_not_input, check_output_dir, check_replaceable, install_dir
+    from .outputs import install_dir
 
-    dirs = [jsonl_dirs] if isinstance(jsonl_dirs, (str, os.PathLike)) else list(jsonl_dirs)
     index_dir = Path(index_dir)
-    for d in dirs:
-        if not Path(d).is_dir():
-            raise ConfigError(f"--jsonl {d} is not a directory of encoded parts (from `splare-lucene encode`)")
-    if index_dir.exists() and not overwrite:
-        raise ConfigError(f"index directory {index_dir} already exists; pass --overwrite to replace it")
-    # before any work: the index never replaces an input, nor a directory the toolkit did not write
-    check_not_input(index_dir, {"--jsonl": dirs}, what="--index")
-    check_output_dir(index_dir, what="--index")
-    check_replaceable(index_dir, ["index"], what="--index")
-    # every id and vector checked before Anserini starts (issue 10): it would index a repeated id
-    # twice, cast a float weight to int, drop weights below 1 and abandon a file at a bad id
-    outputs = read_outputs(dirs, progress=progress)
-    scan = scan_ids(outputs.files, expected=outputs.summary.get("documents"), progress=progress,
-                    rules=VectorRules.from_summary(outputs.summary))
-    if meta is None:
-        meta = index_meta(outputs.summary)
-        if not meta.get("signature"):
-            logger.warning("%s has no summary.json of `splare-lucene encode` (JSONL from another tool?): "
-                           "the index will not record the model and quantization, so `search` cannot "
-                           "check them", ", ".join(map(str, dirs)))
+    dirs, outputs, scan, meta = prepare_index_inputs(jsonl_dirs, index_dir, meta=meta, overwrite=overwrite,
+                                                     progress=progress)
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=index_dir.name + ".", dir=index_dir.parent))
     staging = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.input-", dir=index_dir.parent))
@@ -111,6 +89,43 @@ def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], ind
     if counters.get("empty"):
         logger.warning("Anserini skipped %d empty documents", counters["empty"])
     return counters
+
+
+def prepare_index_inputs(jsonl_dirs, index_dir: Path, *, meta: dict | None = None, overwrite: bool = False,
+                         progress: bool = True):
+    """What every backend checks before it indexes encoded parts into ``index_dir``; returns
+    ``(dirs, outputs, scan, meta)``: the directories as a list, their
+    :class:`~splare_lucene.engines.parts.EncodedOutput`, the id scan's result, and ``meta``
+    (default: the merged encoding summary, :func:`~splare_lucene.jsonl.index_meta`).
+
+    Before any work: the directories exist; ``index_dir`` is new (or ``overwrite``), never one of
+    the inputs nor a directory the toolkit did not write. Then every id and vector is checked
+    (issue 10): Anserini would index a repeated id twice, cast a float weight to int, drop weights
+    below 1 and abandon a file at a bad id. Raises ConfigError / InputError naming the fix."""
+    from .engines.ids import scan_ids
+    from .engines.parts import read_outputs
+    from .jsonl import VectorRules, index_meta
+    from .outputs import check_not_input, check_output_dir, check_replaceable
+
+    dirs = [jsonl_dirs] if isinstance(jsonl_dirs, (str, os.PathLike)) else list(jsonl_dirs)
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise ConfigError(f"--jsonl {d} is not a directory of encoded parts (from `splare-lucene encode`)")
+    if index_dir.exists() and not overwrite:
+        raise ConfigError(f"index directory {index_dir} already exists; pass --overwrite to replace it")
+    check_not_input(index_dir, {"--jsonl": dirs}, what="--index")
+    check_output_dir(index_dir, what="--index")
+    check_replaceable(index_dir, ["index"], what="--index")
+    outputs = read_outputs(dirs, progress=progress)
+    scan = scan_ids(outputs.files, expected=outputs.summary.get("documents"), progress=progress,
+                    rules=VectorRules.from_summary(outputs.summary))
+    if meta is None:
+        meta = index_meta(outputs.summary)
+        if not meta.get("signature"):
+            logger.warning("%s has no summary.json of `splare-lucene encode` (JSONL from another tool?): "
+                           "the index will not record the model and quantization, so `search` cannot "
+                           "check them", ", ".join(map(str, dirs)))
+    return dirs, outputs, scan, meta
 
 
 def check_anserini_output(output: str, returncode: int, documents: int) -> dict[str, int]:

@@ -57,8 +57,9 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
                  batch_size: int = 16, allow_empty: bool = False, model_name: str = "",
                  keep_jsonl: str | os.PathLike | None = None, overwrite: bool = False,
                  progress: bool = True, meta: dict | None = None, part_size: int | None = None,
-                 work_dir: str | os.PathLike | None = None, restart_encoding: bool = False) -> dict:
-    """Encode + write + index; returns Anserini's counters.
+                 work_dir: str | os.PathLike | None = None, restart_encoding: bool = False,
+                 backend: str = "lucene", backend_options: dict | None = None) -> dict:
+    """Encode + write + index; returns the backend's counters (Anserini's for Lucene).
 
     The JSONL parts go to ``keep_jsonl`` (kept) or else to ``work_dir`` (default
     :func:`default_work_dir`; removed after indexing). Either way an interrupted run resumes
@@ -67,14 +68,18 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
     ``restart_encoding`` starts the encoding over in any case.
 
     ``meta`` is recorded in the encoding manifest and in the index's ``splare_index.json``.
+    ``backend`` (:data:`splare_lucene.backends.BACKENDS`) builds the index with
+    ``backend_options`` (that backend's build options).
     """
     import shutil
 
+    from .backends import build_index as build_backend_index, check_backend_name
+
     from .errors import ConfigError
-    from .index import build_index
 
     from .outputs import check_apart, check_not_input, check_output_dir, check_replaceable
 
+    check_backend_name(backend)
     index_dir = Path(index_dir)
     if index_dir.exists() and not overwrite:  # fail before encoding, not after
         raise ConfigError(f"index directory {index_dir} already exists; pass --overwrite to replace it")
@@ -92,8 +97,8 @@ def index_corpus(encoder, source: str, index_dir: str | os.PathLike, *, threads:
                             allow_empty=allow_empty, model_name=model_name, progress=progress, meta=meta,
                             overwrite=restart_encoding, restart_mismatched=private)
     meta = index_meta(summary.to_dict(), corpus=str(source))
-    counters = build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=overwrite,
-                           progress=progress)
+    counters = build_backend_index(jsonl_dir, index_dir, backend=backend, threads=threads, meta=meta,
+                                   overwrite=overwrite, progress=progress, options=backend_options)
     if private:
         shutil.rmtree(jsonl_dir, ignore_errors=True)
     return counters
@@ -125,27 +130,44 @@ def _built_by(meta: dict | None, encoder, corpus_key: str) -> bool:
         and meta.get("signature") == encoder.config.index_signature() and meta.get("corpus_key") == corpus_key
 
 
+def _same_backend(meta: dict | None, backend: str, options: dict | None) -> bool:
+    """Whether an index's metadata says ``backend`` built it with these build ``options``."""
+    if (meta or {}).get("backend", "lucene") != backend:  # no key: a Lucene index
+        return False
+    if backend == "seismic":
+        from .backends.seismic import build_record
+
+        return ((meta or {}).get("seismic") or {}).get("build") == build_record(options)
+    return True
+
+
 def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int = 1, batch_size: int = 16,
                  model_name: str = "", keep_jsonl: bool = False, reuse: bool = True,
-                 progress: bool = True) -> tuple[Path, dict, bool]:
-    """The impact index of ``collection``'s corpus under ``root/index-<key>``: reused when its
-    ``splare_index.json`` names the same model fingerprint, quantization and corpus; else built,
+                 progress: bool = True, backend: str = "lucene",
+                 backend_options: dict | None = None) -> tuple[Path, dict, bool]:
+    """The impact index of ``collection``'s corpus under ``root/index-<key>`` (``root/seismic-<key>``
+    for ``backend="seismic"``, built with ``backend_options``): reused when its
+    ``splare_index.json`` names the same model fingerprint, quantization, corpus, backend and
+    build options; else built,
     from ``root/jsonl-<key>`` when that holds the complete encoding of the same, else by encoding
     into ``root/jsonl-<key>`` (resumed after an interruption; removed after indexing unless
     ``keep_jsonl``).
 
     Returns (index directory, its metadata, whether it was reused).
     """
+    from .backends import build_index as build_backend_index
     from .engines.parts import read_outputs
     from .errors import ConfigError
-    from .index import build_index, read_index_meta
+    from .index import read_index_meta
 
     root = Path(root)
     key = index_key(encoder, collection.corpus_key)
-    index_dir = root / (f"index-{key}" if key else "index-unkeyed")
+    prefix = "index" if backend == "lucene" else backend
+    index_dir = root / (f"{prefix}-{key}" if key else f"{prefix}-unkeyed")
     jsonl_dir = root / (f"jsonl-{key}" if key else "jsonl-unkeyed")
     meta = read_index_meta(index_dir) if index_dir.is_dir() else None
-    if reuse and key and _built_by(meta, encoder, collection.corpus_key):
+    if reuse and key and _built_by(meta, encoder, collection.corpus_key) \
+            and _same_backend(meta, backend, backend_options):
         logger.info("reusing %s (same model, quantization and corpus)", index_dir)
         return index_dir, meta, True
     if key is None:
@@ -160,14 +182,15 @@ def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int =
     if summary and _built_by(summary.get("extra"), encoder, collection.corpus_key):
         logger.info("indexing the encoded corpus in %s (same model, quantization and corpus)", jsonl_dir)
         meta = index_meta(summary, corpus=collection.source)
-        build_index(jsonl_dir, index_dir, threads=threads, meta=meta, overwrite=True, progress=progress)
+        build_backend_index(jsonl_dir, index_dir, backend=backend, threads=threads, meta=meta, overwrite=True,
+                            progress=progress, options=backend_options)
     else:
         # jsonl-<key> is this function's own directory: an unfinished encoding of the same job
         # resumes; another one (or --no-reuse, or an unkeyed model) starts over.
         index_corpus(encoder, collection.source, index_dir, threads=threads, batch_size=batch_size,
                      allow_empty=True, model_name=model_name, overwrite=True, progress=progress,
                      keep_jsonl=jsonl_dir if keep_jsonl else None, work_dir=jsonl_dir,
-                     restart_encoding=not (reuse and key),
+                     restart_encoding=not (reuse and key), backend=backend, backend_options=backend_options,
                      meta={"corpus_key": collection.corpus_key, "collection": collection.name})
     return index_dir, read_index_meta(index_dir), False
 
@@ -194,7 +217,8 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
                         k: int = 1000, threads: int = 1, batch_size: int = 16, model_name: str = "",
                         measures=None, reuse: bool = True, progress: bool = True, queries_from=None,
                         qrels=None, topics=None, index_root: str | os.PathLike | None = None,
-                        keep_jsonl: bool = False, allow_download: bool = False) -> dict:
+                        keep_jsonl: bool = False, allow_download: bool = False, backend: str = "lucene",
+                        backend_options: dict | None = None, search_options: dict | None = None) -> dict:
     """Encode + index a collection's corpus, search its queries, score them with its qrels.
 
     ``collection``: a :class:`~splare_lucene.collections.Collection` or what
@@ -206,12 +230,14 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
     The index lives in ``index_root`` (default ``work_dir``) under ``index-<key>``, the key being
     the model fingerprint, quantization signature and corpus identity (:func:`ensure_index`); an
     index of another model or quantization is never used. The run goes to ``work_dir/run.trec``.
+    ``backend`` (:data:`splare_lucene.backends.BACKENDS`) builds and searches the index, with
+    ``backend_options`` (build) and ``search_options`` (search) of that backend.
     """
     import time
 
     from .collections import check_available, load_topics, resolve_collection, resolve_queries
     from .evaluate import DEFAULT_MEASURES, evaluate
-    from .search import SplareQueryEncoder, batch_search, open_searcher, write_trec_run
+    from .ranking import write_trec_run
 
     if not hasattr(collection, "corpus_key"):
         collection = resolve_collection(str(collection), split=split)
@@ -224,9 +250,43 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
     start = time.time()
     index_dir, meta, reused = ensure_index(encoder, collection, index_root or work_dir, threads=threads,
                                            batch_size=batch_size, model_name=model_name,
-                                           keep_jsonl=keep_jsonl, reuse=reuse, progress=progress)
+                                           keep_jsonl=keep_jsonl, reuse=reuse, progress=progress,
+                                           backend=backend, backend_options=backend_options)
     index_seconds = time.time() - start
     queries = topics.queries
+    if backend != "lucene":
+        from .backends import open_index
+
+        index = open_index(index_dir, encoder, backend=backend,
+                           options={"batch_size": batch_size, **(search_options or {})})
+        if index.stores_text:  # its doc() knows the corpus' ids only then
+            _check_judged_documents(index, topics.qrels, collection.name)
+        start = time.time()
+        terms = index.query_terms(queries, progress=progress)
+        q_nnz = [len(t) for t in terms]
+        run = index.search_terms([q.id for q in queries], terms, k=k, threads=threads)
+        search_seconds = time.time() - start
+    else:
+        run, q_nnz, search_seconds = _search_lucene(encoder, index_dir, topics, collection, queries, k=k,
+                                                    threads=threads, batch_size=batch_size, progress=progress)
+    run_path = work_dir / "run.trec"
+    write_trec_run(run, run_path, tag=model_name or "splare")
+    aggregate, per_query = evaluate(run, topics.qrels, measures or DEFAULT_MEASURES)
+    return {"metrics": aggregate, "per_query": per_query, "queries": len(queries),
+            "documents": meta["counters"].get("indexed", 0), "doc_nnz_mean": meta["encoding"]["mean_nnz"],
+            "query_nnz_mean": sum(q_nnz) / max(1, len(q_nnz)), "index_bytes": directory_size(index_dir),
+            "index_seconds": round(index_seconds, 1), "search_seconds": round(search_seconds, 1),
+            "reused_index": reused, "index_dir": str(index_dir), "run_path": str(run_path),
+            "collection": collection.name, "topics": topics.name, "backend": backend}
+
+
+def _search_lucene(encoder, index_dir, topics, collection, queries, *, k: int, threads: int, batch_size: int,
+                   progress: bool):
+    """evaluate_collection's Lucene search: (run, query term counts, seconds)."""
+    import time
+
+    from .search import SplareQueryEncoder, batch_search, open_searcher
+
     searcher = open_searcher(index_dir, SplareQueryEncoder(encoder, batch_size=batch_size))
     try:
         _check_judged_documents(searcher, topics.qrels, collection.name)
@@ -237,15 +297,7 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
         search_seconds = time.time() - start
     finally:
         searcher.close()
-    run_path = work_dir / "run.trec"
-    write_trec_run(run, run_path, tag=model_name or "splare")
-    aggregate, per_query = evaluate(run, topics.qrels, measures or DEFAULT_MEASURES)
-    return {"metrics": aggregate, "per_query": per_query, "queries": len(queries),
-            "documents": meta["counters"].get("indexed", 0), "doc_nnz_mean": meta["encoding"]["mean_nnz"],
-            "query_nnz_mean": sum(q_nnz) / max(1, len(q_nnz)), "index_bytes": directory_size(index_dir),
-            "index_seconds": round(index_seconds, 1), "search_seconds": round(search_seconds, 1),
-            "reused_index": reused, "index_dir": str(index_dir), "run_path": str(run_path),
-            "collection": collection.name, "topics": topics.name}
+    return run, q_nnz, search_seconds
 
 
 def _qrels(qrels) -> dict[str, dict[str, int]] | None:
@@ -284,14 +336,16 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
                    k: int = 1000, threads: int = 1, batch_size: int = 16, device: str = "auto",
                    dtype: str = "float32", plot: bool = False, allow_download: bool = False,
                    keep_jsonl: bool = False, reuse: bool = True, model_name: str | None = None,
-                   progress: bool = True) -> EvaluationReport:
+                   progress: bool = True, backend: str = "lucene", backend_options: dict | None = None,
+                   search_options: dict | None = None) -> EvaluationReport:
     """Model + collections -> metrics for the model, BM25 and a baseline run, with significance.
 
     Inputs are all checked (measures, files, collections on disk, queries with qrels) before the
     model is loaded. Outputs go under ``output`` (default ``runs/evaluate/<model name>``): per
     collection ``<slug>/`` with ``index-<key>/``, ``run.trec``, ``bm25.trec``, ``per_query.tsv``;
     BM25 indexes in ``<slug>/bm25/``; and ``results.md``, ``results.csv``, ``results.json``,
-    ``results.png`` (``plot``).
+    ``results.png`` (``plot``). ``backend`` (``seismic-<key>/`` indexes for Seismic),
+    ``backend_options`` and ``search_options``: as :func:`evaluate_collection`.
     """
     import json
 
@@ -303,6 +357,13 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
                            write_per_query)
 
     measures = measure_names(measures or DEFAULT_MEASURES)
+    from .backends import check_backend_name
+
+    check_backend_name(backend)
+    if backend == "seismic":  # the install command before anything loads
+        from .backends.seismic import import_seismic
+
+        import_seismic()
     if significance not in SIGNIFICANCE_TESTS:
         raise ConfigError(f"significance must be one of {list(SIGNIFICANCE_TESTS)}; got {significance!r}")
     specs = expand_collections(list(collections))
@@ -357,7 +418,8 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
         work.mkdir(parents=True, exist_ok=True)
         res = evaluate_collection(encoder, corpus, work, topics=topic, index_root=output / corpus.slug, k=k,
                                   threads=threads, batch_size=batch_size, model_name=name, measures=measures,
-                                  reuse=reuse, progress=progress, keep_jsonl=keep_jsonl)
+                                  reuse=reuse, progress=progress, keep_jsonl=keep_jsonl, backend=backend,
+                                  backend_options=backend_options, search_options=search_options)
         per_system = {name: res.pop("per_query")}
         metrics = {name: res["metrics"]}
         if bm25:
@@ -403,7 +465,7 @@ def _evaluate_writes(relative: Path, bm25: bool) -> bool:
     written = {"results.md", "results.csv", "results.json", "results.png", "run.trec", "per_query.tsv"}
     if bm25:
         written.add("bm25.trec")
-    return relative.name in written or any(part.startswith(("index-", "jsonl-")) or part == "bm25"
+    return relative.name in written or any(part.startswith(("index-", "seismic-", "jsonl-")) or part == "bm25"
                                            for part in relative.parts[:-1])
 
 
@@ -412,7 +474,7 @@ def _bm25_system(corpus, topic, work: Path, cache: Path, measures, *, k: int, th
     from .bm25 import bm25_index, bm25_search
     from .evaluate import evaluate
     from .ranking import rank_run
-    from .search import write_trec_run
+    from .ranking import write_trec_run
     from .types import ScoredDoc
 
     index = bm25_index(corpus.source, language=corpus.language, threads=threads, cache_dir=cache,

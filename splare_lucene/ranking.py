@@ -27,6 +27,7 @@ keeps the order and may lower the following scores by as little.
 from __future__ import annotations
 
 import math
+import os
 from typing import Iterable, Mapping
 
 from .errors import InputError
@@ -89,3 +90,26 @@ def format_score(score: float) -> str:
     :func:`rank_hits`, or floats closer than 1e-6) never print as one value or out of order."""
     text = f"{score:.6f}"
     return text if float(text) == score else repr(float(score))
+
+
+def write_trec_run(results: dict[str, list[ScoredDoc]], path: str | os.PathLike, tag: str = "splare") -> None:
+    """Write a TREC run file atomically, every query's hits in the toolkit's order
+    (:func:`splare_lucene.ranking.rank_hits`: score descending, then doc id ascending, tied scores
+    made strictly decreasing) with ranks 1..n, and scores printed with the digits that keep them
+    distinct (:func:`~splare_lucene.ranking.format_score`), so trec_eval and every ir_measures
+    provider read the order written. It lives here, not in :mod:`splare_lucene.search` (which
+    starts the JVM on import), so that any backend's runs are written without Java."""
+    from .outputs import check_output_file, temp_path_beside
+
+    path = check_output_file(path, what="run file")  # names the path given, not a temp file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_beside(path)
+    try:
+        with tmp.open("w") as f:
+            for hits in results.values():
+                for h in rank_hits(hits):
+                    f.write(f"{h.query_id} Q0 {h.doc_id} {h.rank} {format_score(h.score)} {tag}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave the temp file behind
+        raise

@@ -39,7 +39,7 @@ from pyserini.encode import QueryEncoder  # noqa: E402  (after the JVM is config
 
 from .errors import SearchError  # noqa: E402  (re-exported: splare_lucene.search.SearchError)
 from .index import check_index_matches  # noqa: E402
-from .ranking import format_score, rank_hits  # noqa: E402
+from .ranking import rank_hits, write_trec_run  # noqa: E402,F401  (write_trec_run re-exported)
 from .types import Query, ScoredDoc  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -226,28 +226,6 @@ def search_hits(searcher, query: Query, k: int = 10) -> list[ScoredDoc]:
 
         raise ConfigError(f"k (hits per query) must be >= 1; got {k}")
     return rank_hits(ScoredDoc(query.id, h.docid, float(h.score), 0) for h in _search_one(searcher, query, k))
-
-
-def write_trec_run(results: dict[str, list[ScoredDoc]], path: str | os.PathLike, tag: str = "splare") -> None:
-    """Write a TREC run file atomically, every query's hits in the toolkit's order
-    (:func:`splare_lucene.ranking.rank_hits`: score descending, then doc id ascending, tied scores
-    made strictly decreasing) with ranks 1..n, and scores printed with the digits that keep them
-    distinct (:func:`~splare_lucene.ranking.format_score`), so trec_eval and every ir_measures
-    provider read the order written."""
-    from .outputs import check_output_file, temp_path_beside
-
-    path = check_output_file(path, what="run file")  # names the path given, not a temp file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_beside(path)
-    try:
-        with tmp.open("w") as f:
-            for hits in results.values():
-                for h in rank_hits(hits):
-                    f.write(f"{h.query_id} Q0 {h.doc_id} {h.rank} {format_score(h.score)} {tag}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # never leave the temp file behind
-        raise
 
 
 def hit_text(searcher, doc_id: str) -> str:

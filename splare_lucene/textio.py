@@ -124,7 +124,8 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                 yield number, line
         # Only reading the file raises these (the consumer's errors never reach this frame).
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise InputError(f"the gzip file is truncated or corrupt after line {number} ({exc}); "
+            where = f"after line {number}" if number else "before its first line"
+            raise InputError(f"the gzip file is truncated or corrupt {where} ({exc}); "
                              "compress it again (gzip FILE) or give the uncompressed file",
                              path=str(path)) from None
         except OSError as exc:

@@ -106,7 +106,7 @@ def test_search_k_zero_or_negative_is_an_argument_error_not_a_java_traceback(val
     with pytest.raises(SystemExit) as exit_info:
         main(["search", "--index", "idx", "--query", "moon", "--k", value])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().endswith(f"argument --k: must be a positive integer, got {value}")
+    assert capsys.readouterr().err.strip().endswith(f"argument --k: must be a positive integer (at most 2147483647), got {value}")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -140,7 +140,7 @@ def test_number_type_bounds():
     assert positive_int("1") == 1 and probability("1") == 1.0
     with pytest.raises(argparse.ArgumentTypeError, match=r"must be a number in \(0, 1\], got 1.0001"):
         probability("1.0001")
-    with pytest.raises(argparse.ArgumentTypeError, match="must be a positive integer, got '2.0'"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must be a positive integer \(at most 2147483647\), got '2.0'"):
         positive_int("2.0")
 
 
@@ -439,6 +439,7 @@ def _cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def test_bad_java_heap_is_an_error_line_before_the_jvm_starts(tmp_path):
     # a JVM started with a heap it refuses exits the whole process with no Python error: refused first
+    (tmp_path / "idx").mkdir()  # an index folder (empty): the JVM is what fails, not the path
     proc = _cli("search", "--index", str(tmp_path / "idx"), "--query", "moon", env={"SPLARE_JAVA_HEAP": "8q"})
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -463,6 +464,7 @@ def test_java_home_without_a_jvm_is_a_clear_start_failure(tmp_path):
     assert first[1].startswith(f"the Java virtual machine did not start (Java 21 at {home}): RuntimeError: "
                                "Unable to find libjvm.so")
     assert "point JAVA_HOME at a full Java 21+ home, or unset it" in first[1]
+    (tmp_path / "idx").mkdir()
     cli = _cli("search", "--index", str(tmp_path / "idx"), "--query", "moon", env={"JAVA_HOME": str(home)})
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert cli.stderr.strip().splitlines()[-1].startswith("splare-lucene search: error: the Java virtual machine "

@@ -287,3 +287,23 @@ def test_evaluate_index_resumes_an_interrupted_encoding(encoder, tmp_path, monke
     assert seen["texts"] == 15 and not reused and meta["counters"]["indexed"] == 35
     assert any("resuming" in r.getMessage() for r in caplog.records)
     assert not work.exists()  # removed once indexed (no --keep-jsonl)
+
+
+def test_rerun_after_a_corpus_error_before_the_first_part_starts_over(encoder, tmp_path):
+    """A run that fails before writing any part (here: a Latin-1 byte on line 2) leaves only its
+    manifest; the rerun with the re-saved corpus (another size, so another corpus identity) must
+    start over, not ask for the settings of a run that produced nothing. Once a part exists, a
+    changed corpus is still refused (its parts would be lost)."""
+    lines = CORPUS.read_bytes().splitlines(keepends=True)
+    bad = tmp_path / "corpus.jsonl"
+    bad.write_bytes(lines[0] + lines[1].replace(b'"text": "', b'"text": "caf\xe9 ', 1) + b"".join(lines[2:]))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        _encode(encoder, out, corpus=bad)
+    assert [p.name for p in out.iterdir() if p.name != ".work"] == ["manifest.shard-00000-of-00001.json"]
+    bad.write_bytes(lines[0] + lines[1].replace(b'"text": "', "\"text\": \"caf\u00e9 ".encode(), 1)
+                    + b"".join(lines[2:]))
+    assert _encode(encoder, out, corpus=bad).documents == 35
+    bad.write_bytes(b"".join(lines[:-1]))  # a changed corpus over finished parts: refused
+    with pytest.raises(ConfigError, match="--overwrite"):
+        _encode(encoder, out, corpus=bad)

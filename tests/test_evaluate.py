@@ -434,3 +434,18 @@ def test_miracl_example_by_name_without_files_says_where_to_put_them(tmp_path, m
     proc = _example("miracl_end_to_end.py", "--collection", "miracl/yo/dev", "--output", str(tmp_path / "o"))
     assert proc.returncode == 1
     assert str(tmp_path / "home" / "miracl" / "v1.0" / "yo" / "dev" / "topics.tsv") in proc.stderr
+
+
+@pytest.mark.parametrize("first", ["q1 0 d1", "q1\td1\td2", "q1 0 d1 1 extra"])
+def test_malformed_first_qrels_line_is_an_error_not_a_header(tmp_path, first):
+    """Only a first line ending in a header name (BEIR's `query-id corpus-id score`) is skipped;
+    before, any first line whose last column was not an integer vanished as a "header", and the
+    user got "none of the queries has a judgement" instead of the line at fault."""
+    from splare_lucene.evaluate import read_qrels
+
+    path = tmp_path / "qrels.tsv"
+    path.write_text(first + "\nq2 0 d2 1\n")
+    with pytest.raises(InputError, match=r"qrels.tsv:1: .*(not an integer|columns)"):
+        read_qrels(path)
+    path.write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert read_qrels(path) == {"q1": {"d1": 1}}

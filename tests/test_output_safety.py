@@ -141,7 +141,7 @@ def test_two_outputs_of_one_command_must_not_overlap(tmp_path):
 
 
 def test_write_trec_run_leaves_no_temp_file_when_it_fails(tmp_path, monkeypatch):
-    from splare_lucene import search
+    from splare_lucene import ranking as search  # write_trec_run lives in ranking (JVM-free)
     from splare_lucene.types import ScoredDoc
 
     def broken(hits):

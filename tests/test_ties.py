@@ -52,7 +52,7 @@ def test_run_file_with_ties_scores_consistently(tmp_path):
 
 
 def test_written_run_reads_back_in_the_same_order_for_every_tool(tmp_path):
-    from splare_lucene.search import write_trec_run
+    from splare_lucene.ranking import write_trec_run
 
     hits = [ScoredDoc("q", d, s, 0) for d, s in [("d3", 5.0), ("d1", 5.0), ("d2", 5.0), ("e", 1.0000001),
                                                   ("f", 1.0000002), ("g", 1.0)]]

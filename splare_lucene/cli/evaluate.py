@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_model, add_runtime
-from .options import positive_int
+from .options import positive_int, thread_count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,13 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="output folder (default runs/evaluate/<model name>)")
     p.add_argument("--name", help="system name of the model in the table (default: the model's name)")
     p.add_argument("--k", type=positive_int, default=1000, help="hits per query")
-    p.add_argument("--threads", type=positive_int, default=1, help="indexing and search threads")
+    p.add_argument("--threads", type=thread_count, default=1, help="indexing and search threads")
     p.add_argument("--plot", action="store_true", help="also write results.png (first measure, per collection)")
     p.add_argument("--keep-jsonl", action="store_true",
                    help="keep the encoded corpus beside the index (re-indexing then skips encoding)")
     p.add_argument("--no-reuse", action="store_true", help="rebuild indexes even when they match")
     p.add_argument("--download", action="store_true",
                    help="let ir_datasets download missing files (default: fail, naming the files to place)")
+    p.add_argument("--backend", default="lucene", choices=["lucene", "seismic"],
+                   help="search engine to index and search with (default lucene; seismic with its default "
+                   "parameters, see docs/pipeline.md#backends)")
     add_runtime(p)
 
 
@@ -56,7 +59,7 @@ def run(args) -> int:
         baseline_name=args.baseline_name, bm25=args.bm25, language=args.language,
         significance=args.significance, k=args.k, threads=args.threads, batch_size=args.batch_size,
         device=args.device, dtype=args.dtype, plot=args.plot, allow_download=args.download,
-        keep_jsonl=args.keep_jsonl, reuse=not args.no_reuse, model_name=args.name)
+        keep_jsonl=args.keep_jsonl, reuse=not args.no_reuse, model_name=args.name, backend=args.backend)
     print(report.markdown, end="")
     for c in report.collections:
         state = "reused" if c["reused_index"] else "built"

@@ -67,10 +67,20 @@ class NumberType:
 
 _NOT_NUMBERS = ("x", "", "nan", "inf")
 
-positive_int = NumberType(int, "a positive integer", low=0, low_open=True,
-                          refused=("0", "-5", "1.5", "1e3", *_NOT_NUMBERS), accepted=("1", "32"))
-non_negative_int = NumberType(int, "a non-negative integer", low=0,
-                              refused=("-1", "2.5", *_NOT_NUMBERS), accepted=("0", "7"))
+# Counts go to Java (Lucene's numHits, Anserini's thread pools) and to torch as 32-bit ints:
+# larger values overflowed there ("value too large to convert to jint") instead of being refused.
+INT_MAX = 2**31 - 1
+# java.util.concurrent.ForkJoinPool's parallelism limit (its MAX_CAP): Anserini's batch search and
+# indexing pools refuse more threads with a bare IllegalArgumentException.
+MAX_THREADS = 32767
+positive_int = NumberType(int, f"a positive integer (at most {INT_MAX})", low=0, low_open=True, high=INT_MAX,
+                          refused=("0", "-5", "1.5", "1e3", str(INT_MAX + 1), "99999999999999999999",
+                                   *_NOT_NUMBERS), accepted=("1", "32"))
+non_negative_int = NumberType(int, f"a non-negative integer (at most {INT_MAX})", low=0, high=INT_MAX,
+                              refused=("-1", "2.5", str(INT_MAX + 1), *_NOT_NUMBERS), accepted=("0", "7"))
+thread_count = NumberType(int, f"a thread count in [1, {MAX_THREADS}]", low=1, high=MAX_THREADS,
+                          refused=("0", "-1", str(MAX_THREADS + 1), "3000000000", *_NOT_NUMBERS),
+                          accepted=("1", "4"))
 # numpy's and Python's seeding accept at most 32-bit unsigned seeds everywhere the toolkit seeds
 seed_int = NumberType(int, f"an integer in [0, {2**32 - 1}]", low=0, high=2**32 - 1,
                       refused=("-1", str(2**32), "0.5", *_NOT_NUMBERS), accepted=("0", "1234"))
@@ -85,5 +95,5 @@ fraction = NumberType(float, "a fraction in [0, 1]", low=0.0, high=1.0,
 dropout = NumberType(float, "a dropout rate in [0, 1)", low=0.0, high=1.0, high_open=True,
                      refused=("-0.1", "1", *_NOT_NUMBERS), accepted=("0", "0.1"))
 
-NUMBER_TYPES: tuple[NumberType, ...] = (positive_int, non_negative_int, seed_int, positive_float,
+NUMBER_TYPES: tuple[NumberType, ...] = (positive_int, non_negative_int, thread_count, seed_int, positive_float,
                                         non_negative_float, probability, fraction, dropout)

@@ -11,7 +11,7 @@ import argparse
 
 from .common import add_runtime
 from .options import (dropout, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
-                      seed_int)
+                      seed_int, thread_count)
 
 # --flag dest -> TrainConfig field, for the flags a recipe may set
 CONFIG_FLAGS = {
@@ -77,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "stay float32. Default: `accelerate launch --mixed_precision`, else no")
     g.add_argument("--save-every", type=non_negative_int, help="checkpoint every N steps, resumable (default 50)")
     g.add_argument("--seed", type=seed_int, help="default 0")
-    p.add_argument("--threads", type=positive_int, default=1, help="BM25 mining threads")
+    p.add_argument("--threads", type=thread_count, default=1, help="BM25 mining threads")
     add_runtime(p, batch_size_default=None,
                 batch_size_help="queries per micro-batch and process, each with 1 + --negatives documents "
                 "(default 16; paper recipe 8: lower it if a step does not fit in memory). Under "

@@ -442,6 +442,13 @@ class PartsDir:
             logger.info("%s: %s; starting over (a private work directory)", self.directory, problem)
             shutil.rmtree(self.directory)
             problem = None
+        if problem and _nothing_encoded(self.directory):
+            # A run that failed before its first part (a corpus error, a model that did not load)
+            # leaves only a manifest: nothing to resume or lose, so the rerun with the fixed input
+            # starts over rather than asking for the settings of a run that produced nothing.
+            logger.info("%s: %s, but it holds no encoded part; starting over", self.directory, problem)
+            shutil.rmtree(self.directory)
+            problem = None
         if problem:
             raise ConfigError(f"output directory {self.directory} {problem}. Rerun with the settings "
                               "it was written with to resume, pass --overwrite to start over, or "
@@ -660,6 +667,22 @@ def _only_encode_outputs(directory: Path) -> bool:
                or _LEGACY_PART.fullmatch(p.name) for p in directory.iterdir())
 
 
+def _nothing_encoded(directory: Path) -> bool:
+    """Whether ``directory`` holds only manifests of unfinished runs (and an empty or
+    marker-free ``.work/``): no part file, no done-marker, no summary."""
+    if not directory.is_dir():
+        return False
+    for p in directory.iterdir():
+        if p.name == WORK_DIR:
+            if p.is_dir() and any(m.name.endswith(".done.json") for m in p.iterdir()):
+                return False
+        elif not p.name.startswith("manifest.shard-"):
+            return False
+        elif (_read_json(p) or {}).get("status") != "encoding":
+            return False
+    return True
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -809,9 +832,12 @@ def read_outputs(directories: Sequence[str | os.PathLike], *, verify: bool = Tru
                 keys = [k for k in _COMPARED if k not in ("shard_id", "part_size")]
                 diffs = job.differences(first, keys)
                 if diffs:
-                    raise ConfigError(f"{d}/{path.name} and {first_dir}/manifest.{first.shard.tag}.json belong "
+                    # differences() words them "first vs this one": name the files in that order
+                    raise ConfigError(f"{first_dir}/manifest.{first.shard.tag}.json and {d}/{path.name} belong "
                                       f"to different encodings ({'; '.join(diffs)}); index the outputs of one "
-                                      "model, quantization, corpus and --num-shards together")
+                                      "model, quantization, corpus and --num-shards together (to index several "
+                                      "corpora in one index, concatenate them into one JSONL corpus and encode "
+                                      "that, with --num-shards for parallel runs)")
             if job.shard_id in seen:
                 raise ConfigError(f"shard {job.shard_id} of {job.num_shards} appears twice ({seen[job.shard_id]} "
                                   f"and {d}); give each shard's output once")
