@@ -6,9 +6,11 @@ Three measurements (issue 9, section 4), printed as a markdown table and saved a
    torch thread each, ``cpus_per_worker=1``) in one Ray instance started once (its ~9 s start is
    not counted; each actor's model load is). Documents per second and the 2-worker speed-up.
 2. **Resident memory over a long encode**: the local engine encodes ``--rss-docs`` documents
-   (default 20,000) while a thread samples this process's RSS (``/proc/self/status`` VmRSS) every
-   0.5 s. Reported: RSS after the first part, at the end, its maximum, and the slope of a
-   least-squares line through the samples after the first part (MiB per 1,000 documents).
+   (default 20,000) while a thread samples this process's RSS (``/proc/self/status`` VmRSS, and
+   its two parts: RssAnon, the heap and tensors, and RssFile, mapped files such as memory-mapped
+   weights) every 0.5 s. Reported: RSS after the first part, at the end, its maximum, the slope of
+   a least-squares line through the samples after the first part (MiB per 1,000 documents), the
+   same for each part, and the memory as each part was done.
 3. **Parts and manifest overhead**: during run 2, the time spent in ``PartsDir.prepare``,
    ``write_part`` (gzip JSONL, fsync, rename, done-marker) and ``finish`` as a share of the
    encode's wall time. ``write_part`` includes serialising the JSONL, which a plain single-file
@@ -46,32 +48,51 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SPLARE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def rss_mib() -> float:
+def memory_mib() -> dict[str, float]:
+    """This process's resident memory from /proc/self/status, MiB: ``rss`` (VmRSS), ``anon``
+    (RssAnon: heap, tensors) and ``file`` (RssFile: mapped files, e.g. memory-mapped weights)."""
+    keys = {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file"}
+    out = {}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+            name = line.split(None, 1)[0] if line.strip() else ""
+            if name in keys:
+                out[keys[name]] = int(line.split()[1]) / 1024
+    if "rss" not in out:
+        raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+    return out
 
 
 class RssSampler(threading.Thread):
-    """Samples (seconds, documents done, RSS MiB) every ``period`` seconds until stopped."""
+    """Samples (seconds, documents done, {rss, anon, file} MiB) every ``period`` seconds until stopped."""
 
     def __init__(self, progress, period: float = 0.5):
         super().__init__(daemon=True)
         self.progress, self.period = progress, period
-        self.samples: list[tuple[float, int, float]] = []
+        self.samples: list[tuple[float, int, dict[str, float]]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
         start = time.perf_counter()
         while not self._halt.is_set():
-            self.samples.append((time.perf_counter() - start, self.progress(), rss_mib()))
+            self.samples.append((time.perf_counter() - start, self.progress(), memory_mib()))
             self._halt.wait(self.period)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+
+def slope_per_1000(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of MiB against documents, in MiB per 1,000 documents (nan: < 2 points)."""
+    import torch
+
+    if len(points) < 2:
+        return float("nan")
+    xs = torch.tensor([d / 1000 for d, _ in points], dtype=torch.float64)
+    ys = torch.tensor([m for _, m in points], dtype=torch.float64)
+    xc = xs - xs.mean()
+    return float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
 
 
 def ray_throughput(model: str, corpus: str, work: Path, workers: list[int], batch_size: int,
@@ -141,6 +162,17 @@ def first_questions(n: int, path: Path) -> Path:
     return path
 
 
+def _by_progress(samples) -> list[tuple[int, dict[str, float]]]:
+    """The first sample after each step of progress (documents are counted per part):
+    [(documents done, MiB by kind)]."""
+    out, last = [], 0
+    for _, done, mem in samples:
+        if done > last:
+            out.append((done, {k: round(v, 1) for k, v in mem.items()}))
+            last = done
+    return out
+
+
 def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size: int) -> dict:
     import torch
 
@@ -185,21 +217,24 @@ def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size:
         for name, fn in originals.items():
             setattr(PartsDir, name, fn)
         local.encode_part = encode_part
-    after_first = [(d, r) for _, d, r in sampler.samples if d >= part_size]
-    slope = float("nan")
-    if len(after_first) >= 2:
-        xs = torch.tensor([d / 1000 for d, _ in after_first], dtype=torch.float64)
-        ys = torch.tensor([r for _, r in after_first], dtype=torch.float64)
-        xc = xs - xs.mean()
-        slope = float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
+    after_first = [(d, m) for _, d, m in sampler.samples if d >= part_size]
+    slopes = {kind: round(slope_per_1000([(d, m[kind]) for d, m in after_first]), 3)
+              for kind in ("rss", "anon", "file")}
     overhead = sum(timers.values())
     return {
         "documents": summary.documents, "part_size": part_size, "seconds": round(seconds, 2),
         "docs_per_s": round(summary.documents / seconds, 2),
-        "rss_after_first_part_mib": round(after_first[0][1], 1) if after_first else None,
-        "rss_end_mib": round(sampler.samples[-1][2], 1),
-        "rss_max_mib": round(max(r for _, _, r in sampler.samples), 1),
-        "rss_slope_mib_per_1000_docs": round(slope, 3),
+        "rss_after_first_part_mib": round(after_first[0][1]["rss"], 1) if after_first else None,
+        "rss_end_mib": round(sampler.samples[-1][2]["rss"], 1),
+        "rss_max_mib": round(max(m["rss"] for _, _, m in sampler.samples), 1),
+        "rss_slope_mib_per_1000_docs": slopes["rss"],
+        "anon_after_first_part_mib": round(after_first[0][1]["anon"], 1) if after_first else None,
+        "anon_end_mib": round(sampler.samples[-1][2]["anon"], 1),
+        "anon_slope_mib_per_1000_docs": slopes["anon"],
+        "file_after_first_part_mib": round(after_first[0][1]["file"], 1) if after_first else None,
+        "file_end_mib": round(sampler.samples[-1][2]["file"], 1),
+        "file_slope_mib_per_1000_docs": slopes["file"],
+        "rss_by_progress": _by_progress(sampler.samples),
         "samples": len(sampler.samples),
         "parts_seconds": {k: round(v, 3) for k, v in timers.items()},
         "parts_overhead_fraction": round(overhead / seconds, 5),
@@ -277,9 +312,18 @@ def render(result: dict, args) -> str:
                   f"| RSS at the end | {r['rss_end_mib']} MiB |",
                   f"| RSS maximum | {r['rss_max_mib']} MiB |",
                   f"| RSS slope after the first part | {r['rss_slope_mib_per_1000_docs']} MiB per 1,000 docs |",
+                  f"| of which anonymous (RssAnon: heap, tensors) | {r.get('anon_after_first_part_mib')} -> "
+                  f"{r.get('anon_end_mib')} MiB, slope {r.get('anon_slope_mib_per_1000_docs')} MiB per 1,000 docs |",
+                  f"| of which file-backed (RssFile: mapped weights, libraries) | {r.get('file_after_first_part_mib')} -> "
+                  f"{r.get('file_end_mib')} MiB, slope {r.get('file_slope_mib_per_1000_docs')} MiB per 1,000 docs |",
                   f"| prepare + write_part + finish | {sum(r['parts_seconds'].values()):.2f} s "
                   f"({', '.join(f'{k} {v} s' for k, v in r['parts_seconds'].items())}) |",
                   f"| share of encode time | {100 * r['parts_overhead_fraction']:.2f}% (target < 2%) |", ""]
+        if r.get("rss_by_progress"):
+            lines += ["Resident memory (MiB) as each part was done:", "",
+                      "| documents | RSS | anon | file |", "|---:|---:|---:|---:|"]
+            lines += [f"| {d} | {m['rss']} | {m['anon']} | {m['file']} |" for d, m in r["rss_by_progress"]]
+            lines += [""]
     return "\n".join(lines)
 
 

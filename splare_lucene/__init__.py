@@ -3,6 +3,7 @@
 Public API, imported lazily (no torch, transformers or JVM at ``import splare_lucene``)::
 
     from splare_lucene import SplareEncoder, SplareQueryEncoder
+    from splare_lucene import fuse, hybrid_search   # hybrid retrieval with BM25
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ _LAZY = {
     "SplareConfig": ("config", "SplareConfig"),
     "TextSide": ("config", "TextSide"),
     "load_sae": ("sae", "load_sae"),
+    "fuse": ("fusion", "fuse"),  # hybrid: fuse runs (RRF, interpolation); no JVM
+    "hybrid_search": ("pipeline", "hybrid_search"),  # SPLARE + BM25 fused; starts the JVM (BM25)
 }
 
 __all__ = sorted(_LAZY)

@@ -285,11 +285,37 @@ def load_config(source: str):
     return _safe_load(AutoConfig, source, "config")
 
 
+TOKENIZER_WORD_CACHE = 0  # words a BPE/Unigram tokenizer memoises; see no_word_cache
+
+
 def load_tokenizer(source: str):
-    """``AutoTokenizer.from_pretrained(source)`` without remote code (see ``load_config``)."""
+    """``AutoTokenizer.from_pretrained(source)`` without remote code (see ``load_config``), with
+    the word cache of its tokenizers model turned off (:func:`no_word_cache`)."""
     from transformers import AutoTokenizer
 
-    return _safe_load(AutoTokenizer, source, "tokenizer")
+    return no_word_cache(_safe_load(AutoTokenizer, source, "tokenizer"))
+
+
+def no_word_cache(tokenizer):
+    """Turn off the word cache of a fast tokenizer's BPE or Unigram model; returns ``tokenizer``.
+
+    Why: Hugging Face ``tokenizers`` memoises the pieces of up to 10,000 distinct words (its
+    ``DEFAULT_CACHE_CAPACITY``) and never evicts, so the resident memory of an encode grew with
+    the vocabulary of the documents read so far until the cache was full: about 52 MiB (RssAnon)
+    over the first 24,000 SQuAD questions with the default model's tokenizer, flat afterwards.
+    With the cache off, memory does not depend on what was read. Cost, measured on 3,000 SQuAD
+    paragraphs (one thread): tokenizing took 8.2-8.8 s instead of 5.3 s, i.e. about 1 ms per
+    512-token document, against about 500 ms for the default model's forward pass on the CPU
+    (benchmarks/README.md, "Memory over a long encode"). ``_resize_cache`` is the tokenizers
+    (>= 0.21) call for this; tokenizers without it (slow ones, WordPiece, WordLevel: no cache)
+    are returned unchanged.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    model = getattr(backend, "model", None)
+    resize = getattr(model, "_resize_cache", None)
+    if resize is not None:
+        resize(TOKENIZER_WORD_CACHE)
+    return tokenizer
 
 
 def last_layer(ref: str, base_dir: Path | None = None) -> int:
@@ -405,6 +431,42 @@ class LoadedBackbone:
     logit_softcap: float | None = None
 
 
+PAGE_BYTES = 4096  # the smallest page size of x86-64 and arm64 Linux; a coarser stride would skip pages
+
+
+def page_in(modules) -> int:
+    """Read one element of every memory page of the CPU parameters and buffers of ``modules``;
+    returns the bytes those tensors span.
+
+    Why: transformers loads safetensors weights memory-mapped, and on the CPU a weight whose dtype
+    already matches keeps pointing at the file. Its pages become resident only when first read, so
+    the embedding table (Gemma 3: 262,144 rows x 640; Llama 3: 128,256 x 4,096) was paged in row by
+    row as new token ids appeared: resident memory grew with every new document of an encode (about
+    17 MiB per 1,000 documents with the default model, all of it file-backed, ``RssFile`` in
+    /proc/self/status, while ``RssAnon`` stayed flat; benchmarks/encode_scale.py). Reading every
+    page at load time makes the resident size the model's size from the start, so it no longer
+    grows with documents read. The pages stay file-backed, so processes that load the same cached
+    backbone (Ray actors on one node) still share them. Cost: one strided read of the weights (a
+    fraction of a second per GB from the page cache); GPU tensors are skipped (they were copied).
+    """
+    import torch
+
+    spanned = 0
+    seen: set[int] = set()
+    with torch.no_grad():
+        for module in modules:
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                if tensor.device.type != "cpu" or tensor.numel() == 0 or tensor.data_ptr() in seen:
+                    continue
+                seen.add(tensor.data_ptr())  # tied weights (embedding = LM head) once
+                flat = tensor.detach()
+                flat = flat.reshape(-1) if flat.is_contiguous() else flat.contiguous().reshape(-1)
+                step = max(1, PAGE_BYTES // flat.element_size())
+                flat[::step].sum()  # the value is irrelevant: the read faults the pages in
+                spanned += flat.numel() * flat.element_size()
+    return spanned
+
+
 def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str = "cpu",
                   base_dir: Path | None = None, with_lm_head: bool = False) -> LoadedBackbone:
     """Load ``ref`` with only blocks 0..layer, the final norm set aside and no LM head (unless
@@ -488,6 +550,7 @@ def load_backbone(ref: str, layer: int, *, dtype: str = "float32", device: str =
     for module in (final_norm, lm_head):
         if module is not None:
             module.to(device)
+    page_in([m for m in (model, final_norm, lm_head) if m is not None])
     return LoadedBackbone(model, tokenizer, int(config.hidden_size), total, is_encoder, final_norm, lm_head,
                           attn_implementation=attn,
                           logit_softcap=getattr(config, "final_logit_softcapping", None) if with_lm_head else None)

@@ -106,6 +106,8 @@ class SplareEncoder:
         self.device = device
         self.model_dir = model_dir
         self.peft_model = None  # set by the trainer; its adapter is saved with the model
+        # "none" (the float reference) or a lossy query-only speed-up (speed.QUERY_QUANTIZATIONS)
+        self.query_quantization = "none"
         self.sae_storage_dtype: str | None = None
         if config.representation == "vocab":
             self.vocab = TokenVocab(backbone.tokenizer, head.width)
@@ -123,18 +125,55 @@ class SplareEncoder:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = "default", *, device: str = "auto",
-                        dtype: str = "auto", without_adapter: bool = False) -> "SplareEncoder":
+                        dtype: str = "auto", without_adapter: bool = False,
+                        quantize: str = "none") -> "SplareEncoder":
         """Load a model directory; ``without_adapter`` leaves out its retrieval LoRA adapter (the
         untrained model it was fine-tuned from: backbone + SAE + MNTP adapter if any).
 
         ``dtype`` is the backbone's: "auto" is bfloat16 on CUDA GPUs that support it and float32
-        elsewhere (``backbone.resolve_dtype``). The SAE always runs in float32."""
+        elsewhere (``backbone.resolve_dtype``). The SAE always runs in float32.
+
+        ``quantize``: "none" (the reference) or "int8": the backbone's linear layers in int8
+        (``speed.quantize_backbone_int8``): about 1.5x faster query encoding on one CPU thread,
+        but different vectors (cranfield: 0.71 top-10 agreement with the reference, same nDCG@10;
+        benchmarks/results/query_encode.md); CPU only, queries only (``encode(kind="document")``
+        then raises ConfigError: an index must come from the reference). Raises ConfigError for
+        another value or another device, before the model is loaded."""
+        from .backbone import pick_device
+        from .speed import check_query_quantization
+
+        check_query_quantization(quantize, pick_device(device) if quantize != "none" else "cpu")
         model_dir = resolve_model_dir(name_or_path)
         config = SplareConfig.load(model_dir)
         if without_adapter and config.adapter:
             logger.info("%s: leaving out its retrieval adapter %r", model_dir, config.adapter)
             config = config.replace(adapter=None)
-        return cls._load(config, model_dir, device=device, dtype=dtype)
+        encoder = cls._load(config, model_dir, device=device, dtype=dtype)
+        if quantize != "none":
+            encoder.quantize_for_queries(quantize)
+        return encoder
+
+    def quantize_for_queries(self, quantize: str = "int8", *, smooth: bool = True) -> "SplareEncoder":
+        """Make this (float32, CPU) encoder a query-only int8 one, in place; returns it.
+        ``smooth=False`` leaves out the SmoothQuant rescaling (for comparisons: less faithful).
+
+        Raises ConfigError for an unknown value, a non-CPU device, a backbone that is not
+        float32, or an encoder already quantized."""
+        from .speed import check_query_quantization, quantize_backbone_int8
+
+        check_query_quantization(quantize, self.device)
+        if quantize == "none":
+            return self
+        if self.query_quantization != "none":
+            raise ConfigError(f"this encoder is already quantized ({self.query_quantization}); load the "
+                              "model again for another setting")
+        dtype = str(getattr(self.backbone.model, "dtype", "torch.float32"))
+        if dtype != "torch.float32":
+            raise ConfigError(f"query quantization {quantize!r} starts from a float32 backbone; this one is "
+                              f"{dtype.removeprefix('torch.')}: load with dtype='float32' (--dtype float32)")
+        quantize_backbone_int8(self, smooth=smooth)
+        self.query_quantization = quantize
+        return self
 
     @classmethod
     def from_components(cls, backbone: str, sae_path: str | os.PathLike, layer: int | None = None,
@@ -262,6 +301,14 @@ class SplareEncoder:
         from .pooling import top_k
 
         side = self.config.side(kind)
+        if kind != "query" and self.query_quantization != "none":
+            # A lossy query-side speed-up must never reach an index: documents (and training)
+            # go through the float reference, so index and fingerprint stay what the model says.
+            raise ConfigError(f"this encoder's backbone is quantized for queries only "
+                              f"(quantize={self.query_quantization!r}) and does not encode {kind}s: an "
+                              "index built from it would differ from the model's. Encode documents with "
+                              "the reference (SplareEncoder.from_pretrained(..., quantize='none'); "
+                              "`splare-lucene encode/index` always do)")
         if side.prefix:
             texts = [side.prefix + t for t in texts]
         ids, attn, pool_mask = tokenize(self.backbone, list(texts), side.max_length, self.device,

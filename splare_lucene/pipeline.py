@@ -337,15 +337,20 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
                    dtype: str = "float32", plot: bool = False, allow_download: bool = False,
                    keep_jsonl: bool = False, reuse: bool = True, model_name: str | None = None,
                    progress: bool = True, backend: str = "lucene", backend_options: dict | None = None,
-                   search_options: dict | None = None) -> EvaluationReport:
-    """Model + collections -> metrics for the model, BM25 and a baseline run, with significance.
+                   search_options: dict | None = None, hybrid: str | None = None, fusion: str = "rrf",
+                   alpha: float | None = None, rrf_k: int | None = None) -> EvaluationReport:
+    """Model + collections -> metrics for the model, BM25, a hybrid and a baseline run, with significance.
 
     Inputs are all checked (measures, files, collections on disk, queries with qrels) before the
     model is loaded. Outputs go under ``output`` (default ``runs/evaluate/<model name>``): per
     collection ``<slug>/`` with ``index-<key>/``, ``run.trec``, ``bm25.trec``, ``per_query.tsv``;
     BM25 indexes in ``<slug>/bm25/``; and ``results.md``, ``results.csv``, ``results.json``,
     ``results.png`` (``plot``). ``backend`` (``seismic-<key>/`` indexes for Seismic),
-    ``backend_options`` and ``search_options``: as :func:`evaluate_collection`.
+    ``backend_options`` and ``search_options``: as :func:`evaluate_collection`. ``hybrid="bm25"``
+    adds the row ``hybrid_name(...)``: the model's run fused with BM25's (same analyzer as
+    ``bm25``; ``bm25.trec`` is written either way) by :func:`splare_lucene.fusion.fuse` with
+    ``fusion`` (``rrf`` with ``rrf_k``, or ``interpolation`` with ``alpha`` weighting the model),
+    written to ``hybrid.trec``.
     """
     import json
 
@@ -377,6 +382,17 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
     if name in ("BM25", baseline_name) or baseline_name == "BM25":
         raise ConfigError(f"system names must differ: model {name!r}, baseline {baseline_name!r}, BM25; "
                           "pass --name or --baseline-name")
+    hybrid_system = None
+    if hybrid is not None:
+        from .fusion import check_fusion_parameters
+
+        if hybrid not in HYBRID_SYSTEMS:
+            raise ConfigError(f"hybrid must be one of {list(HYBRID_SYSTEMS)}; got {hybrid!r}")
+        check_fusion_parameters(fusion, n_runs=2, alpha=alpha, rrf_k=rrf_k, k=k)
+        hybrid_system = hybrid_name(name, fusion, alpha=alpha, rrf_k=rrf_k)
+        if hybrid_system == baseline_name:
+            raise ConfigError(f"system names must differ: hybrid {hybrid_system!r}, baseline {baseline_name!r}; "
+                              "pass --baseline-name")
     baseline_hits = [read_run(path) for path in baseline_runs]  # malformed runs fail before any work
     corpora = [resolve_collection(s, split=split, language=language) for s in specs]
     query_source = resolve_queries(queries_from, split=split, language=language) if queries_from else None
@@ -402,7 +418,8 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
                     what="--output")
     file_inputs = {"--qrels": qrels, "--baseline-run": baseline_runs}
     check_not_input(output, file_inputs, what="--output", allow_contains=True)
-    check_not_written(file_inputs, output, lambda rel: _evaluate_writes(rel, bm25), what="--output")
+    check_not_written(file_inputs, output, lambda rel: _evaluate_writes(rel, bm25, hybrid is not None),
+                      what="--output")
     check_output_dir(output, what="--output")
     encoder = SplareEncoder.from_pretrained(model, device=device, dtype=dtype)
     output.mkdir(parents=True, exist_ok=True)
@@ -422,9 +439,20 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
                                   backend_options=backend_options, search_options=search_options)
         per_system = {name: res.pop("per_query")}
         metrics = {name: res["metrics"]}
+        bm25_run = None
+        if bm25 or hybrid_system:
+            bm25_run, res["bm25_run"] = _bm25_run(corpus, topic, work, output / corpus.slug / "bm25", k=k,
+                                                  threads=threads)
         if bm25:
-            metrics["BM25"], per_system["BM25"], res["bm25_run"] = _bm25_system(
-                corpus, topic, work, output / corpus.slug / "bm25", measures, k=k, threads=threads)
+            metrics["BM25"], per_system["BM25"] = evaluate(bm25_run, topic.qrels, measures)
+        if hybrid_system:
+            from .fusion import fuse
+            from .ranking import write_trec_run
+
+            fused = fuse([read_run(res["run_path"]), bm25_run], method=fusion, alpha=alpha, rrf_k=rrf_k, k=k)
+            res["hybrid_run"] = str(work / "hybrid.trec")
+            write_trec_run(fused, res["hybrid_run"], tag=f"hybrid-{fusion}")
+            metrics[hybrid_system], per_system[hybrid_system] = evaluate(fused, topic.qrels, measures)
         if baseline_runs:
             wanted = {q.id for q in topic.queries}
             run = {q: hits for q, hits in baseline_hits[i].items() if q in wanted}
@@ -451,6 +479,8 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
         "model": name, "model_path": str(model), "model_fingerprint": encoder.fingerprint,
         "signature": encoder.config.index_signature(), "measures": measures, "k": k,
         "significance": {"test": significance, "baseline": reference, "measure": measures[0]} if reference else None,
+        "hybrid": {"system": hybrid_system, "with": hybrid, "fusion": fusion, "alpha": alpha, "rrf_k": rrf_k}
+        if hybrid_system else None,
         "rows": [asdict(r) for r in rows], "collections": details}, indent=2) + "\n", encoding="utf-8")
     if plot:
         from .evaluate import plot_results
@@ -460,27 +490,64 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
     return EvaluationReport(rows, measures, markdown, output, files, details)
 
 
-def _evaluate_writes(relative: Path, bm25: bool) -> bool:
+def _evaluate_writes(relative: Path, bm25: bool, hybrid: bool = False) -> bool:
     """Whether :func:`run_evaluation` writes (or replaces) ``relative``, a path under its output."""
     written = {"results.md", "results.csv", "results.json", "results.png", "run.trec", "per_query.tsv"}
-    if bm25:
+    if bm25 or hybrid:
         written.add("bm25.trec")
+    if hybrid:
+        written.add("hybrid.trec")
     return relative.name in written or any(part.startswith(("index-", "seismic-", "jsonl-")) or part == "bm25"
                                            for part in relative.parts[:-1])
 
 
-def _bm25_system(corpus, topic, work: Path, cache: Path, measures, *, k: int, threads: int):
-    """Pyserini/Anserini BM25 with the corpus language's analyzer: (metrics, per query, run path)."""
+def _bm25_run(corpus, topic, work: Path, cache: Path, *, k: int, threads: int):
+    """Pyserini/Anserini BM25 with the corpus language's analyzer: (ranked run, path of bm25.trec)."""
     from .bm25 import bm25_index, bm25_search
-    from .evaluate import evaluate
-    from .ranking import rank_run
+    from .fusion import pairs_to_run
     from .ranking import write_trec_run
-    from .types import ScoredDoc
 
     index = bm25_index(corpus.source, language=corpus.language, threads=threads, cache_dir=cache,
                        corpus_key=corpus.corpus_key)
     hits = bm25_search(index, {q.id: q.text for q in topic.queries}, k=k, threads=threads, language=corpus.language)
-    run = rank_run({q: [ScoredDoc(q, d, s, 0) for d, s in h] for q, h in hits.items()})
+    run = pairs_to_run(hits)
     write_trec_run(run, work / "bm25.trec", tag=f"bm25-{corpus.language}")
-    metrics, per_query = evaluate(run, topic.qrels, measures)
-    return metrics, per_query, str(work / "bm25.trec")
+    return run, str(work / "bm25.trec")
+
+
+# -- hybrid retrieval (SPLARE fused with BM25) ----------------------------------------------------
+
+HYBRID_SYSTEMS: tuple[str, ...] = ("bm25",)
+
+
+def hybrid_name(model_name: str, fusion: str, *, alpha: float | None = None, rrf_k: int | None = None) -> str:
+    """The system name of a hybrid row: ``<model>+BM25 rrf(k=60)`` or ``<model>+BM25 interp(alpha=0.5)``."""
+    from .fusion import DEFAULT_ALPHA, DEFAULT_RRF_K
+
+    if fusion == "rrf":
+        return f"{model_name}+BM25 rrf(k={DEFAULT_RRF_K if rrf_k is None else rrf_k})"
+    return f"{model_name}+BM25 interp(alpha={DEFAULT_ALPHA if alpha is None else alpha:g})"
+
+
+def hybrid_search(index, queries, bm25_index_dir: str | os.PathLike, *, language: str = "en",
+                  fusion: str = "rrf", alpha: float | None = None, rrf_k: int | None = None,
+                  depth: int | None = None, k: int = 1000, threads: int = 1, progress: bool = True) -> dict:
+    """SPLARE fused with BM25 for ``queries`` (a sequence of :class:`~splare_lucene.types.Query`).
+
+    ``index``: an opened search index (:func:`splare_lucene.backends.open_index`);
+    ``bm25_index_dir``: a plain Lucene index of the same documents' text
+    (:func:`splare_lucene.bm25.bm25_index`), searched with ``language``'s analyzer. Each system
+    returns ``depth`` hits (default ``max(k, 1000)``, Pyserini's fusion depth), fused by
+    :func:`splare_lucene.fusion.fuse` (SPLARE first: ``alpha`` weights SPLARE) and cut at ``k``.
+    Returns ``{query id: [ScoredDoc]}`` in the toolkit's order. Starts the JVM (BM25).
+    """
+    from .bm25 import bm25_search
+    from .fusion import DEFAULT_DEPTH, check_fusion_parameters, fuse, pairs_to_run
+
+    check_fusion_parameters(fusion, n_runs=2, alpha=alpha, rrf_k=rrf_k, depth=depth, k=k)
+    depth = depth or max(k, DEFAULT_DEPTH)
+    queries = list(queries)
+    splare = index.search(queries, k=depth, threads=threads, progress=progress)
+    bm25 = pairs_to_run(bm25_search(Path(bm25_index_dir), {q.id: q.text for q in queries}, k=depth,
+                                    threads=threads, language=language))
+    return fuse([splare, bm25], method=fusion, alpha=alpha, rrf_k=rrf_k, k=k)

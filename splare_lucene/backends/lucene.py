@@ -1,8 +1,10 @@
-"""The Lucene backend: Anserini impact indexes, searched exactly through Pyserini.
+"""The Lucene backend: Anserini impact indexes, searched exactly.
 
 A thin wrapper: building delegates to :func:`splare_lucene.index.build_index`, searching to
-:func:`splare_lucene.search.open_searcher` and :func:`~splare_lucene.search.batch_search`. The JVM
-starts only when an index is built or opened.
+:func:`splare_lucene.search.open_searcher` (an :class:`~splare_lucene.search.ImpactSearcher`: the
+hits and scores of Pyserini's ``LuceneImpactSearcher``, without its per-query work that is not
+search) and :func:`~splare_lucene.search.batch_search`. The JVM starts only when an index is built
+or opened.
 """
 
 from __future__ import annotations
@@ -47,6 +49,24 @@ class LuceneIndex:
         from ..search import batch_search
 
         return batch_search(self.searcher, list(queries), k=k, threads=threads, progress=progress)
+
+    def search_terms(self, query_ids: Sequence[str], terms: Sequence[Mapping[str, int]], *, k: int = 1000,
+                     threads: int = 1) -> dict[str, list[ScoredDoc]]:
+        """Search already encoded queries (``{pseudo-token: impact}`` each, as
+        :meth:`SplareEncoder.terms` gives); ranked hits per id (as the Seismic backend's)."""
+        from ..ranking import rank_hits
+        from ..search import _query_error
+
+        if k < 1 or threads < 1:
+            raise ConfigError(f"k (hits per query) and threads must be >= 1; got k={k}, threads={threads}")
+        out: dict[str, list[ScoredDoc]] = {}
+        for qid, t in zip(query_ids, terms):
+            try:
+                hits = self.searcher.search_vector(t, k, threads)
+            except Exception as exc:  # jnius.JavaException
+                raise _query_error(self.searcher, Query(qid, ""), exc, n_terms=len(t)) from exc
+            out[qid] = rank_hits(ScoredDoc(qid, h.docid, float(h.score), 0) for h in hits)
+        return out
 
     def search_one(self, query: Query, k: int = 10) -> list[ScoredDoc]:
         from ..search import search_hits

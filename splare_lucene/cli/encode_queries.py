@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "-topicReader TsvString; pyserini-jsonl: {id, title, contents, vector} lines for "
                         "`python -m pyserini.search.lucene --impact --encoder FILE --topics FILE --min-idf -1`")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--query-quantization", choices=["none", "int8"], default="none",
+                   help="int8: the backbone's linear layers in int8 for queries (CPU only; ~1.5x faster "
+                   "on one thread, rankings differ: benchmarks/results/query_encode.md)")
     add_runtime(p)
 
 
@@ -36,7 +39,8 @@ def run(args) -> int:
         raise ConfigError(f"output {args.output} already exists; pass --overwrite to replace it")
     check_output_file(args.output)
     queries = list(read_queries(args.queries))
-    encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                             quantize=args.query_quantization)
     summary = write_query_file(encoder, queries, args.output, args.format, batch_size=args.batch_size,
                                overwrite=args.overwrite)
     print(summary.describe(args.output))

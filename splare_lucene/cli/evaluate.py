@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_model, add_runtime
-from .options import positive_int, thread_count
+from .options import fraction, non_negative_int, positive_int, thread_count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +45,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="lucene", choices=["lucene", "seismic"],
                    help="search engine to index and search with (default lucene; seismic with its default "
                    "parameters, see docs/pipeline.md#backends)")
+    add_hybrid_options(p, search=False)
     add_runtime(p)
+
+
+def add_hybrid_options(p: argparse.ArgumentParser, *, search: bool):
+    """--hybrid, --fusion, --alpha, --rrf-k (shared with ``search``); :func:`check_hybrid` checks
+    them. Returns the argument group (``search`` adds its BM25 source options to it)."""
+    from ..fusion import DEFAULT_ALPHA, DEFAULT_RRF_K, FUSION_METHODS
+
+    what = ("search with the model and BM25 and write the fused hits (BM25 needs --corpus or --bm25-index)"
+            if search else "add a row <model>+BM25 ... to the table: the model's run fused with BM25's (as --bm25 "
+            "runs it)")
+    g = p.add_argument_group("hybrid retrieval (docs/evaluation.md#hybrid-with-bm25)")
+    g.add_argument("--hybrid", choices=["bm25"], help=what)
+    g.add_argument("--fusion", choices=list(FUSION_METHODS), default=None,
+                   help="rrf: reciprocal rank fusion (default); interpolation: alpha x SPLARE + (1 - alpha) x "
+                   "BM25, each min-max normalised per query")
+    g.add_argument("--alpha", type=fraction, default=None,
+                   help=f"interpolation: the weight of SPLARE (1: SPLARE alone, 0: BM25 alone; default {DEFAULT_ALPHA})")
+    g.add_argument("--rrf-k", type=non_negative_int, default=None,
+                   help=f"rrf: the constant k in 1/(k + rank) (default {DEFAULT_RRF_K}, Cormack et al. 2009)")
+    return g
+
+
+def check_hybrid(args: argparse.Namespace) -> None:
+    """Fusion options only with --hybrid, and each only with its method (exit 2 otherwise)."""
+    from .options import ArgumentCheckError
+
+    given = [o for o, v in (("--fusion", args.fusion), ("--alpha", args.alpha), ("--rrf-k", args.rrf_k),
+                            ("--fusion-depth", getattr(args, "fusion_depth", None))) if v is not None]
+    if args.hybrid is None:
+        if given:
+            raise ArgumentCheckError(f"argument {given[0]}: applies to hybrid retrieval; add --hybrid bm25")
+        return
+    args.fusion = args.fusion or "rrf"
+    if args.fusion == "rrf" and args.alpha is not None:
+        raise ArgumentCheckError("argument --alpha: applies to --fusion interpolation (rrf takes --rrf-k)")
+    if args.fusion == "interpolation" and args.rrf_k is not None:
+        raise ArgumentCheckError("argument --rrf-k: applies to --fusion rrf (interpolation takes --alpha)")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Checks that involve two options (run by ``main`` right after parsing)."""
+    check_hybrid(args)
 
 
 def run(args) -> int:
@@ -59,7 +102,8 @@ def run(args) -> int:
         baseline_name=args.baseline_name, bm25=args.bm25, language=args.language,
         significance=args.significance, k=args.k, threads=args.threads, batch_size=args.batch_size,
         device=args.device, dtype=args.dtype, plot=args.plot, allow_download=args.download,
-        keep_jsonl=args.keep_jsonl, reuse=not args.no_reuse, model_name=args.name, backend=args.backend)
+        keep_jsonl=args.keep_jsonl, reuse=not args.no_reuse, model_name=args.name, backend=args.backend,
+        hybrid=args.hybrid, fusion=args.fusion or "rrf", alpha=args.alpha, rrf_k=args.rrf_k)
     print(report.markdown, end="")
     for c in report.collections:
         state = "reused" if c["reused_index"] else "built"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .common import add_model, add_runtime
-from .options import positive_int, probability, thread_count
+from .evaluate import add_hybrid_options, check_hybrid
+from .options import ArgumentCheckError, positive_int, probability, thread_count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=positive_int, default=1000, help="hits per query (10 with --query)")
     p.add_argument("--threads", type=thread_count, default=1)
     p.add_argument("--tag", default="splare", help="run tag in the TREC file")
+    p.add_argument("--query-quantization", choices=["none", "int8"], default="none",
+                   help="int8: the backbone's linear layers in int8 for queries (CPU only; ~1.5x faster "
+                   "on one thread, rankings differ: benchmarks/results/query_encode.md)")
     p.add_argument("--backend", choices=["lucene", "seismic"], default=None,
                    help="default: the backend that built the index (its splare_index.json); if given, "
                    "it must be that one")
@@ -26,7 +30,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seismic-heap-factor", type=probability, default=None,
                    help="Seismic: scan a block when its bound exceeds this x the k-th score "
                    "(default 0.8, Seismic's README; 1.0 loses nothing)")
+    g = add_hybrid_options(p, search=True)
+    g.add_argument("--bm25-index", metavar="DIR",
+                   help="--hybrid bm25: a BM25 (plain Lucene) index of the same documents' text")
+    g.add_argument("--corpus", metavar="C",
+                   help="--hybrid bm25: the documents (as `index --corpus` reads them); their BM25 index is "
+                   "built once and reused from the cache (~/.cache/splare_lucene/bm25)")
+    g.add_argument("--language", default=None,
+                   help="--hybrid bm25: BM25 analyzer language (default en; as `evaluate --language`)")
+    g.add_argument("--fusion-depth", type=positive_int, default=None,
+                   help="--hybrid: hits of each system fused (default max(--k, 1000), Pyserini's fusion depth)")
     add_runtime(p)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Checks that involve two options (run by ``main`` right after parsing)."""
+    check_hybrid(args)
+    bm25_given = [o for o, v in (("--bm25-index", args.bm25_index), ("--corpus", args.corpus),
+                                 ("--language", args.language)) if v is not None]
+    if args.hybrid is None and bm25_given:
+        raise ArgumentCheckError(f"argument {bm25_given[0]}: applies to --hybrid bm25")
+    if args.hybrid == "bm25" and (args.bm25_index is None) == (args.corpus is None):
+        raise ArgumentCheckError("argument --hybrid: bm25 needs the documents' text: give --corpus C (a BM25 "
+                                 "index is built once and cached) or --bm25-index DIR, not both")
+    if args.bm25_index is not None and args.language is not None:
+        raise ArgumentCheckError("argument --language: applies to --corpus (an existing --bm25-index was built "
+                                 "with its own analyzer); use --corpus C --language L")
+
+
+def _bm25_index(args) -> str:
+    """The BM25 index of --hybrid: --bm25-index checked, or built/reused from --corpus (before the
+    model loads, so a wrong path fails fast)."""
+    from pathlib import Path
+
+    from ..errors import ConfigError, InputError
+
+    if args.bm25_index is not None:
+        path = Path(args.bm25_index)
+        if not path.is_dir():
+            raise InputError("no such BM25 index directory; build one with `python -m pyserini.index.lucene "
+                             "... ` or pass --corpus C instead", path=str(path))
+        if (path / "splare_index.json").is_file():
+            raise ConfigError(f"--bm25-index {path} is a SPLARE impact index, not a BM25 index of the text; "
+                              "pass --corpus C (the documents) to build the BM25 index")
+        return str(path)
+    if not args.corpus.startswith("irds:") and not Path(args.corpus).exists():
+        raise InputError("no such corpus (BEIR folder, .jsonl, .tsv or irds:<id>) for --hybrid bm25",
+                         path=args.corpus)
+    from ..bm25 import bm25_index
+
+    return str(bm25_index(args.corpus, language=args.language or "en", threads=args.threads))
 
 
 def run(args) -> int:
@@ -55,24 +108,41 @@ def run(args) -> int:
         options.update({k: v for k, v in seismic.items() if v is not None})
     elif any(v is not None for v in seismic.values()):
         raise ConfigError(f"--seismic-* options apply to Seismic indexes; {args.index} is a {backend} index")
+    bm25 = _bm25_index(args) if args.hybrid == "bm25" else None
     from ..backends import open_index
     from ..encoder import SplareEncoder
     from ..ranking import write_trec_run
 
-    encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    encoder = SplareEncoder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                             quantize=args.query_quantization)
     index = open_index(args.index, encoder, backend=backend, options=options)
     if args.query is not None:
         k = args.k if args.k != 1000 else 10
         from ..types import Query
 
-        for hit in index.search_one(Query("query", args.query), k=k):  # the toolkit's tie rule
+        if bm25 is None:
+            hits = index.search_one(Query("query", args.query), k=k)  # the toolkit's tie rule
+        else:
+            hits = _hybrid(index, [Query("query", args.query)], bm25, args, k=k)["query"]
+        for hit in hits:
             text = " ".join(index.hit_text(hit.doc_id).split())
-            print(f"{hit.rank:3d}  {hit.score:10.0f}  {hit.doc_id:<16} {text[:150]}")
+            score = f"{hit.score:10.0f}" if bm25 is None else f"{hit.score:10.5f}"  # fused scores are < 1
+            print(f"{hit.rank:3d}  {score}  {hit.doc_id:<16} {text[:150]}")
         return 0
     from ..corpus import read_queries
 
     queries = list(read_queries(args.queries))
-    results = index.search(queries, k=args.k, threads=args.threads)
+    if bm25 is None:
+        results = index.search(queries, k=args.k, threads=args.threads)
+    else:
+        results = _hybrid(index, queries, bm25, args, k=args.k)
     write_trec_run(results, args.output, tag=args.tag)
     print(f"wrote {sum(len(h) for h in results.values())} hits for {len(results)} queries to {args.output}")
     return 0
+
+
+def _hybrid(index, queries, bm25_index: str, args, *, k: int):
+    from ..pipeline import hybrid_search
+
+    return hybrid_search(index, queries, bm25_index, language=args.language or "en", fusion=args.fusion,
+                         alpha=args.alpha, rrf_k=args.rrf_k, depth=args.fusion_depth, k=k, threads=args.threads)

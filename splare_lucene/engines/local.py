@@ -85,8 +85,11 @@ def encode_local(encoder, source: str, output_dir: str | os.PathLike, *, shard: 
     Returns the shard's :class:`~splare_lucene.jsonl.WriteSummary`."""
     from tqdm.auto import tqdm
 
+    from ..allocator import fix_mmap_threshold
     from ..corpus import read_documents
     from ..outputs import check_not_input, check_output_dir
+
+    fix_mmap_threshold()  # resident memory flat over a long encode (see splare_lucene/allocator.py)
 
     # before the job is prepared (an --overwrite removes files): never into the corpus or model
     check_not_input(output_dir, {"--corpus": source, "--model": getattr(encoder, "model_dir", None)})

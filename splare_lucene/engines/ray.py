@@ -210,9 +210,11 @@ class PartEncoder:
                  batch_size: int, threads: int):
         import torch
 
+        from ..allocator import fix_mmap_threshold
         from ..encoder import SplareEncoder
 
         torch.set_num_threads(threads)  # one actor per reserved CPU: no oversubscription
+        fix_mmap_threshold()  # resident memory flat over a long encode (splare_lucene/allocator.py)
         self.job = EncodingJob.from_dict(job)
         self.parts = PartsDir(output_dir, self.job)
         self.batch_size = batch_size
