@@ -7,7 +7,6 @@ backbone.no_word_cache: the tokenizer's word cache is off, and tokenization is u
 
 from __future__ import annotations
 
-import ctypes
 import sys
 from pathlib import Path
 
@@ -110,43 +109,50 @@ def test_no_word_cache_leaves_tokenizers_without_one_unchanged(tmp_path):
     assert no_word_cache(slow) is slow
 
 
-class _Mallinfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-                 "fordblks", "keepcost")]
+_MMAP_PROBE = """
+import ctypes, sys
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+try:
+    libc.gnu_get_libc_version
+    libc.mallinfo2.restype = Mallinfo2
+except AttributeError:
+    print("skip"); sys.exit(0)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "fixed":
+    from splare_lucene.allocator import fix_mmap_threshold
+    assert fix_mmap_threshold()
+libc.free(libc.malloc(8 << 20))  # glibc's default: raises the threshold to 8 MiB
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(2 << 20)
+print(libc.mallinfo2().hblkhd - before)
+libc.free(block)
+"""
 
 
-def _glibc():
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version
-        libc.mallinfo2.restype = _Mallinfo2
-    except (OSError, AttributeError):
-        pytest.skip("needs glibc >= 2.33 (mallinfo2)")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.malloc.argtypes = [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    return libc
-
-
-def test_fixed_mmap_threshold_keeps_large_blocks_out_of_the_heap(monkeypatch):
+@linux_only
+def test_fixed_mmap_threshold_keeps_large_blocks_out_of_the_heap():
     """glibc raises its mmap threshold to the size of a freed mmapped block (dynamic threshold),
     so a later 2 MiB block comes from the heap; with the threshold fixed it is mmapped (and
-    returned to the OS when freed)."""
-    from splare_lucene import allocator
+    returned to the OS when freed). Each case in a fresh interpreter: in a long-lived process a
+    free heap chunk may serve the block whatever the threshold."""
+    import os
+    import subprocess
 
-    libc = _glibc()
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.setattr(allocator, "_applied", None)
-    assert allocator.fix_mmap_threshold()
-    assert allocator.fix_mmap_threshold()  # idempotent
-    libc.free(libc.malloc(8 << 20))  # by default this would raise the threshold to 8 MiB
-    before = libc.mallinfo2().hblkhd
-    block = libc.malloc(2 << 20)
-    try:
-        assert libc.mallinfo2().hblkhd - before >= 2 << 20  # mmapped, not carved from the heap
-    finally:
-        libc.free(block)
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    mmapped = {}
+    for mode in ("default", "fixed"):
+        out = subprocess.run([sys.executable, "-c", _MMAP_PROBE, mode], capture_output=True, text=True,
+                             env=env, check=True).stdout.strip()
+        if out == "skip":
+            pytest.skip("needs glibc >= 2.33 (mallinfo2)")
+        mmapped[mode] = int(out)
+    assert mmapped["default"] < 2 << 20  # from the heap: the dynamic threshold was raised
+    assert mmapped["fixed"] >= 2 << 20  # mmapped
 
 
 def test_fixed_mmap_threshold_respects_the_users_setting_and_checks_its_value(monkeypatch):
