@@ -18,7 +18,7 @@ Three measurements (issue 9, section 4), printed as a markdown table and saved a
 
 The documents are SQuAD-train questions (``../shared/data/squad-train/queries.jsonl``) read as
 documents: the first ``--ray-docs`` (default 3,000) for 1, the first ``--rss-docs`` for 2 and 3.
-They are short, so 20,000 of them encode in minutes on 2 cores with the default model (long
+They are short, so 20,000 of them encode in about 45 minutes on one core with the default model (long
 documents such as cranfield's abstracts take an hour). They are streamed from the shared folder
 into a temporary JSONL, never copied into the repository; ``--corpus`` picks another corpus for 1.
 

@@ -303,10 +303,12 @@ def no_word_cache(tokenizer):
     ``DEFAULT_CACHE_CAPACITY``) and never evicts, so the resident memory of an encode grew with
     the vocabulary of the documents read so far until the cache was full: about 52 MiB (RssAnon)
     over the first 24,000 SQuAD questions with the default model's tokenizer, flat afterwards.
-    With the cache off, memory does not depend on what was read. Cost, measured on 3,000 SQuAD
-    paragraphs (one thread): tokenizing took 8.2-8.8 s instead of 5.3 s, i.e. about 1 ms per
-    512-token document, against about 500 ms for the default model's forward pass on the CPU
-    (benchmarks/README.md, "Memory over a long encode"). ``_resize_cache`` is the tokenizers
+    (with parallel batch tokenization, the default; with ``TOKENIZERS_PARALLELISM=false`` it was
+    not seen). With the cache off, memory does not depend on what was read. Cost, measured on
+    3,000 SQuAD paragraphs (about 150-200 tokens each, one thread): tokenizing took 8.2-8.8 s
+    instead of 5.3 s, i.e. about 1 ms more per paragraph, against about 500 ms for the default
+    model's forward pass on the CPU (benchmarks/README.md, "Memory over a long encode"); on a fast
+    GPU with a small backbone the share is larger. ``_resize_cache`` is the tokenizers
     (>= 0.21) call for this; tokenizers without it (slow ones, WordPiece, WordLevel: no cache)
     are returned unchanged.
     """

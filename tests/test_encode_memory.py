@@ -163,3 +163,33 @@ def test_fixed_mmap_threshold_respects_the_users_setting_and_checks_its_value(mo
     assert allocator.fix_mmap_threshold() is False
     with pytest.raises(ValueError, match="mmap threshold"):
         allocator.fix_mmap_threshold(0)
+
+
+def test_the_fixes_are_wired_in(tmp_path, monkeypatch, tiny_model):
+    """load_tokenizer turns the word cache off, load_backbone pages the weights in, and the local
+    engine fixes the mmap threshold: each a spy on the call (the fixes themselves are tested above)."""
+    from tokenizers import models
+
+    import splare_lucene.allocator as allocator
+    import splare_lucene.backbone as backbone
+    from conftest import DEMO_DIR
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.engines.local import encode_local
+
+    # the private tokenizers call no_word_cache relies on: a tokenizers release without it fails here
+    assert hasattr(models.BPE, "_resize_cache") and hasattr(models.Unigram, "_resize_cache")
+    calls = {"no_word_cache": 0, "page_in": 0, "fix_mmap_threshold": 0}
+
+    def spy(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(backbone, "no_word_cache", spy("no_word_cache", backbone.no_word_cache))
+    monkeypatch.setattr(backbone, "page_in", spy("page_in", backbone.page_in))
+    monkeypatch.setattr(allocator, "fix_mmap_threshold", spy("fix_mmap_threshold", allocator.fix_mmap_threshold))
+    encoder = SplareEncoder.from_pretrained(tiny_model, device="cpu")
+    assert calls["no_word_cache"] >= 1 and calls["page_in"] >= 1
+    encode_local(encoder, str(DEMO_DIR / "corpus.jsonl"), tmp_path / "out", model_name="tiny", progress=False)
+    assert calls["fix_mmap_threshold"] == 1
