@@ -93,36 +93,52 @@ class SourceParts:
 
 
 def complete_parts(encoded: Path) -> SourceParts:
-    """The complete parts of ``encoded`` (see the module docstring).
+    """The complete parts of ``encoded`` (see the module docstring): of its one shard, or of every
+    shard of a sharded encode (``--num-shards N``: shard 0's parts, then shard 1's...).
 
-    Raises SystemExit naming the fix when the directory holds no manifest, no complete part, or a
-    part whose size or sha256 differs from its record (being rewritten, or damaged)."""
+    Raises SystemExit naming the fix when the directory holds no manifest, no complete part, shards
+    of different encodes, or a part whose size or sha256 differs from its record (being rewritten,
+    or damaged)."""
     from splare_lucene.engines.parts import MANIFEST_GLOB, WORK_DIR, PartRecord, _sha256_file
 
     manifests = sorted(encoded.glob(MANIFEST_GLOB))
-    if len(manifests) != 1:
-        raise SystemExit(f"{encoded}: expected one manifest.shard-*.json (an unsharded `splare-lucene encode` "
-                         f"output); found {len(manifests)}. Pass --encoded NAME=DIR")
-    manifest = json.loads(manifests[0].read_text(encoding="utf-8"))
-    sealed = manifest.get("status") == "complete"
-    if sealed:
-        records = [PartRecord.from_dict(p) for p in manifest["parts"]]
-    else:
-        markers = sorted((encoded / WORK_DIR).glob("*.done.json"))
-        by_index = {r.index: r for r in (PartRecord.from_dict(json.loads(m.read_text())) for m in markers)}
-        records = []
-        while len(records) in by_index:  # contiguous from part 0: a prefix of the corpus
-            records.append(by_index[len(records)])
-    if not records:
-        raise SystemExit(f"{encoded} has no complete part yet (manifest status {manifest.get('status')!r}, no "
-                         f"done-marker in {WORK_DIR}/); wait for `splare-lucene encode` to finish its first part")
+    if not manifests:
+        raise SystemExit(f"{encoded}: no manifest.shard-*.json (not a `splare-lucene encode` output); "
+                         "pass --encoded NAME=DIR")
+    loaded = [json.loads(m.read_text(encoding="utf-8")) for m in manifests]
+    first = loaded[0]
+    for path, manifest in zip(manifests[1:], loaded[1:]):
+        if (manifest.get("model_fingerprint"), manifest.get("signature")) != (first.get("model_fingerprint"),
+                                                                              first.get("signature")):
+            raise SystemExit(f"{path} and {manifests[0]} come from different models or quantizations; "
+                             "keep one encode per directory")
     parts = []
-    for rec in records:
-        path = encoded / rec.file
-        if not path.is_file() or path.stat().st_size != rec.bytes or _sha256_file(path) != rec.sha256:
-            raise SystemExit(f"{path} does not match its record (size {rec.bytes}, sha256 {rec.sha256[:12]}...): "
-                             "being rewritten or damaged; rerun the `splare-lucene encode` command that wrote it")
-        parts.append((rec, path))
+    sealed = True
+    for manifest in loaded:
+        shard_sealed = manifest.get("status") == "complete"
+        sealed = sealed and shard_sealed
+        if shard_sealed:
+            records = [PartRecord.from_dict(p) for p in manifest["parts"]]
+        else:
+            markers = sorted((encoded / WORK_DIR).glob("*.done.json"))
+            by_index = {}
+            for r in (PartRecord.from_dict(json.loads(m.read_text())) for m in markers):
+                if r.file.startswith(f"shard-{manifest.get('shard_id', 0):05d}-of-{manifest.get('num_shards', 1):05d}"):
+                    by_index[r.index] = r
+            records = []
+            while len(records) in by_index:  # contiguous from part 0: a prefix of the shard
+                records.append(by_index[len(records)])
+        for rec in records:
+            path = encoded / rec.file
+            if not path.is_file() or path.stat().st_size != rec.bytes or _sha256_file(path) != rec.sha256:
+                raise SystemExit(f"{path} does not match its record (size {rec.bytes}, sha256 {rec.sha256[:12]}...): "
+                                 "being rewritten or damaged; rerun the `splare-lucene encode` command that wrote it")
+            parts.append((rec, path))
+    if not parts:
+        raise SystemExit(f"{encoded} has no complete part yet (no sealed manifest, no done-marker in {WORK_DIR}/); "
+                         "wait for `splare-lucene encode` to finish its first part")
+    # The rescaled copies are written as one unsharded encode of these documents.
+    manifest = {**first, "num_shards": 1, "shard_id": 0}
     return SourceParts(encoded, manifest, parts, sealed)
 
 

@@ -99,6 +99,58 @@ def breakdown(enc, texts: list[str]) -> dict[str, float]:
     return {k: round(statistics.median(v), 2) for k, v in steps.items()}
 
 
+def gemm_floor(enc, texts: list[str], repeats: int = 3) -> dict[str, float]:
+    """How fast float32 could be on this core: the reference's matrix products alone, per query.
+
+    Every ``nn.Linear`` call of the backbone is recorded (rows, in, out) by a forward hook while a
+    query is encoded, plus the SAE encoder's product ((tokens x d_model) @ (d_model x d_sae)); each
+    product is then replayed alone with random float32 tensors of the same shapes (best of
+    ``repeats``). FLOPs = sum of 2 x rows x in x out. The replayed time is a floor for any float32
+    implementation that uses this torch build's GEMM (attention, norms, activations and Python
+    overhead come on top); a different GEMM library can only gain what it beats this one by on
+    these shapes. Returns medians over ``texts``: GFLOP per query, GEMM-only ms and the GFLOPS
+    this core reached on them.
+    """
+    import torch
+
+    from splare_lucene.backbone import hidden_states, tokenize
+
+    side = enc.config.side("query")
+    shapes: list[tuple[int, int, int]] = []
+
+    def hook(module, inputs, _output):
+        x = inputs[0]
+        shapes.append((x.numel() // x.shape[-1], module.in_features, module.out_features))
+
+    handles = [m.register_forward_hook(hook) for m in enc.backbone.model.modules() if isinstance(m, torch.nn.Linear)]
+    per_query_flops, per_query_ms = [], []
+    cache: dict[tuple[int, int, int], float] = {}
+    try:
+        with torch.inference_mode():
+            for text in texts:
+                shapes.clear()
+                ids, attn, _ = tokenize(enc.backbone, [text], side.max_length, "cpu", enc.config.pool_special_tokens)
+                hidden = hidden_states(enc.backbone, ids, attn, enc.config.bidirectional)
+                calls = list(shapes) + [(hidden.shape[1], hidden.shape[-1], enc.d_sae)]
+                for shape in set(calls) - set(cache):
+                    rows, d_in, d_out = shape
+                    x, w = torch.randn(rows, d_in), torch.randn(d_out, d_in)
+                    best = float("inf")
+                    for _ in range(repeats):
+                        t0 = time.perf_counter()
+                        torch.nn.functional.linear(x, w)
+                        best = min(best, time.perf_counter() - t0)
+                    cache[shape] = best * 1000
+                per_query_flops.append(sum(2 * r * i * o for r, i, o in calls))
+                per_query_ms.append(sum(cache[c] for c in calls))
+    finally:
+        for h in handles:
+            h.remove()
+    flops, ms = statistics.median(per_query_flops), statistics.median(per_query_ms)
+    return {"queries": len(texts), "gflop_per_query_p50": round(flops / 1e9, 3),
+            "gemm_only_ms_p50": round(ms, 1), "gemm_gflops": round(flops / 1e9 / (ms / 1000), 1)}
+
+
 def top10(query: dict[str, int], docs) -> list[str]:
     """Exact impact scoring (Lucene's for an impact index) of one query over all documents."""
     import numpy as np
@@ -158,6 +210,8 @@ def main() -> int:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--doc-vectors", type=Path, help="encoded cranfield documents for top-10 agreement")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--floor-queries", type=int, default=50,
+                   help="queries whose matrix products are replayed alone (the float32 floor)")
     p.add_argument("--quick", action="store_true", help="40 cranfield + 20 squad queries")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "query_encode")
     args = p.parse_args()
@@ -198,6 +252,7 @@ def main() -> int:
                 terms[name].append(q)
         ref = terms["fp32"]
         out = {"queries": len(texts), "breakdown_fp32_p50_ms": breakdown(encoders["fp32"], texts),
+               "fp32_gemm_floor": gemm_floor(encoders["fp32"], texts[:args.floor_queries]),
                "variants": {}}
         ref_top = [top10(q, docs) for q in ref] if docs and set_name == "cranfield" else None
         qids = [qid for qid, _ in rows]
@@ -264,7 +319,16 @@ def write(results: dict, out: Path) -> None:
             lines += ["", "Top-10 agreement of the reference with every query impact moved by +-1 at random "
                       f"(the smallest change a query vector can undergo): {figures['top10_agreement_fp32_jitter1']}"]
         b = figures["breakdown_fp32_p50_ms"]
-        lines += ["", "fp32 breakdown, p50 ms: " + ", ".join(f"{k} {v}" for k, v in b.items()), ""]
+        lines += ["", "fp32 breakdown, p50 ms: " + ", ".join(f"{k} {v}" for k, v in b.items())]
+        if "fp32_gemm_floor" in figures:
+            f = figures["fp32_gemm_floor"]
+            half = figures["variants"]["fp32"]["p50_ms"] / 2
+            lines += ["", f"fp32 floor (first {f['queries']} queries, medians): {f['gflop_per_query_p50']} GFLOP per "
+                      f"query in matrix products (backbone linear layers + SAE encoder); replayed alone they take "
+                      f"{f['gemm_only_ms_p50']} ms ({f['gemm_gflops']} GFLOPS on this core). Halving the reference's "
+                      f"p50 means {half:.1f} ms, " + ("below" if half < f["gemm_only_ms_p50"] else "above")
+                      + " what these products alone cost in float32."]
+        lines.append("")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

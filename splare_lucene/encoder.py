@@ -360,6 +360,15 @@ class SplareEncoder:
             bar.update(len(batch))
         bar.close()
 
+    def explain(self, query: str, document: str | None = None, **options):
+        """Why ``document`` scores what it does for ``query`` (or, without one, the query's
+        latents): an :class:`splare_lucene.explain.Explanation` whose per-latent integer products
+        add up to the Lucene score. ``options``: see :func:`splare_lucene.explain.explain.explain`
+        (``labels``, ``max_tokens``, ``doc_impacts``...)."""
+        from .explain.explain import explain
+
+        return explain(self, query, document, **options)
+
     def quantize(self, vector: SparseVector) -> ImpactVector:
         from .quantize import quantize
 

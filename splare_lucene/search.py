@@ -435,6 +435,24 @@ class ImpactSearcher:
             lucene_doc = autoclass("io.anserini.index.IndexReaderUtils").document(self._reader, docid)
         return None if lucene_doc is None else Document(lucene_doc)
 
+    def score_document(self, terms: Mapping[str, float], doc_id: str) -> float | None:
+        """The score Lucene computes for the collection id ``doc_id`` with the query
+        :meth:`search_vector` would run for ``terms`` (``{pseudo-token: impact}``), from Lucene's own
+        ``IndexSearcher.explain``: the raw float32 sum, before Anserini's tie adjustment of returned
+        hits. None when ``doc_id`` is not in the index; 0.0 for an empty query."""
+        from jnius import autoclass
+
+        docnum = int(autoclass("io.anserini.index.IndexReaderUtils").convertDocidToLuceneDocid(self._reader, doc_id))
+        if docnum < 0:
+            return None
+        if not terms:
+            return 0.0
+        ensure_max_clauses(len(terms))
+        # cast: pyjnius otherwise picks IndexSearcher.explain(Weight, int) for the builder's result
+        query = self._cast("org.apache.lucene.search.Query",
+                           _reader().query(list(terms), [float(w) for w in terms.values()]))
+        return float(self._searcher(1).explain(query, docnum).getValue().floatValue())
+
     def close(self) -> None:
         """Close the index (and stop any search threads); the searcher is unusable afterwards."""
         for pool in self._pools:

@@ -67,6 +67,7 @@ def _minimal_argv(command: str) -> list[str]:
             else:
                 value = next(iter(action.choices)) if action.choices else "x"
             argv += [action.option_strings[-1], value]
+    argv += ["x" for action in parser._actions if not action.option_strings and action.required]  # positionals
     return argv
 
 

@@ -371,6 +371,14 @@ class SeismicSearchIndex:
             logger.debug("Seismic's batch_search returned %d of %d hit lists out of query order "
                          "(regrouped by query id)", misplaced, len(ids))
         for hits in results:
+            if not hits:
+                continue
+            owners = {hit[0] for hit in hits}
+            if len(owners) == 1:  # the usual case: one list, one query (build its hits in one pass)
+                qid = str(hits[0][0])
+                grouped.setdefault(qid, []).extend([ScoredDoc(qid, doc_id, float(score), 0)
+                                                    for _, score, doc_id in hits])
+                continue
             for hit_qid, score, doc_id in hits:
                 grouped.setdefault(str(hit_qid), []).append(ScoredDoc(str(hit_qid), doc_id, float(score), 0))
         unknown = sorted(set(grouped) - set(ids))

@@ -12,15 +12,16 @@ from .options import positive_int
 
 
 def add_runtime(p: argparse.ArgumentParser, *, batch_size_default: int | None = 16,
-                batch_size_help: str = "texts per forward pass") -> None:
-    """--device, --dtype and --batch-size. ``--dtype auto`` (the default) is resolved once the
-    device is known (``backbone.resolve_dtype``): bfloat16 on CUDA GPUs that support it, float32
-    on CPU and MPS."""
+                batch_size_help: str = "texts per forward pass", batch_size: bool = True) -> None:
+    """--device, --dtype and (unless ``batch_size=False``, for commands that encode one text at a
+    time) --batch-size. ``--dtype auto`` (the default) is resolved once the device is known
+    (``backbone.resolve_dtype``): bfloat16 on CUDA GPUs that support it, float32 on CPU and MPS."""
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="backbone weights and activations (default auto: bfloat16 on CUDA where "
                    "supported, else float32); the SAE, scores and losses stay float32")
-    p.add_argument("--batch-size", type=positive_int, default=batch_size_default, help=batch_size_help)
+    if batch_size:
+        p.add_argument("--batch-size", type=positive_int, default=batch_size_default, help=batch_size_help)
 
 
 def add_model(p: argparse.ArgumentParser) -> None:

@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-quantization", choices=["none", "int8"], default="none",
                    help="int8: the backbone's linear layers in int8 for queries (CPU only; ~1.5x faster "
                    "on one thread, rankings differ: benchmarks/results/query_encode.md)")
+    p.add_argument("--explain", action="store_true",
+                   help="with --query: a line per hit naming its top shared latents and their labels "
+                   "(splare-lucene explain gives the full breakdown)")
     p.add_argument("--backend", choices=["lucene", "seismic"], default=None,
                    help="default: the backend that built the index (its splare_index.json); if given, "
                    "it must be that one")
@@ -87,6 +90,8 @@ def run(args) -> int:
 
     if args.queries and not args.output:
         raise ConfigError("--queries needs --output RUN_FILE")
+    if args.explain and args.query is None:
+        raise ConfigError("--explain applies to one --query (use `splare-lucene explain` for a document)")
     if args.query is not None and not args.query.strip():  # before the model loads
         from ..errors import InputError
 
@@ -128,6 +133,10 @@ def run(args) -> int:
             text = " ".join(index.hit_text(hit.doc_id).split())
             score = f"{hit.score:10.0f}" if bm25 is None else f"{hit.score:10.5f}"  # fused scores are < 1
             print(f"{hit.rank:3d}  {score}  {hit.doc_id:<16} {text[:150]}")
+            if args.explain:
+                from ..explain.explain import explain_hit
+
+                print(f"     {explain_hit(encoder, index, args.query, hit.doc_id)}")
         return 0
     from ..corpus import read_queries
 
