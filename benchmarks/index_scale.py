@@ -280,7 +280,7 @@ def measure_collection(name: str, encoded: Path, args) -> dict:
                          f"rescales scale-{SOURCE_SCALE} impacts (the default model's)")
     work = WORK / "index-scale" / name
     logger.info("%s: %d documents from %d complete parts of %s%s", name, len(docs), len(source.parts), encoded,
-                "" if source.sealed else " (encoding still running: a prefix)")
+                "" if source.sealed else " (an unfinished encode: its complete parts, a prefix of each shard)")
     vectors: dict[int, dict] = {}
     for s in args.scales:
         vectors[s] = write_rescaled(source, docs, s, work / f"jsonl-s{s}")
@@ -367,7 +367,7 @@ def render(results: dict) -> str:
              "quantized at each scale (`quantization_fidelity.py`, docs/quantization.md).", ""]
     for name, entry in results["collections"].items():
         lines += [f"## {name}: {entry['documents']:,} documents"
-                  + ("" if entry["sealed"] else " (a prefix: encoding was still running)"), "",
+                  + ("" if entry["sealed"] else " (the complete parts of an unfinished encode)"), "",
                   "| scale | top-10 overlap | int nDCG@10 | docs/s | marginal docs/s | Anserini docs/s | index MB "
                   "| postings | mean impact | entries dropped |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

@@ -8,7 +8,7 @@
 # Inputs: ../shared/data/{cranfield,squad-train} (BEIR layout; SPLARE_SHARED_DATA to change).
 # The two corpora are encoded once with the default model into benchmarks/results/perf-work/
 # (gitignored; an interrupted encode resumes): cranfield 1,398 documents, squad-train 18,891
-# paragraphs (about 80 minutes on this project's 2 cores, two shards side by side). Timings are
+# paragraphs (hours of CPU on this project's 2 cores, two shards side by side). Timings are
 # only meaningful on an otherwise idle machine: each script records the load average it saw.
 set -euo pipefail
 cd "$(dirname "$0")/.."

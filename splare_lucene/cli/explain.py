@@ -43,8 +43,12 @@ def run(args) -> int:
         check_output_file(args.output)
     if args.index is not None:
         from ..backends import resolve_backend
+        from ..errors import ConfigError
 
-        resolve_backend(args.index)  # a missing index fails before the model loads
+        # a missing index, or a Seismic one (no stored vectors to read), fails before the model loads
+        if resolve_backend(args.index) != "lucene":
+            raise ConfigError(f"explain --doc-id reads Lucene indexes; {args.index} is a Seismic index: explain "
+                              "the document's text instead (--doc-text TEXT)")
     from ..encoder import SplareEncoder
     from ..explain.explain import explain, explain_indexed, write_explanation
 
