@@ -180,6 +180,18 @@ def tiny_model(tmp_path_factory, tiny_backbone, tiny_sae) -> Path:
     return enc.save_pretrained(tmp_path_factory.mktemp("model") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def tiny_demo_index(tiny_model, tmp_path_factory) -> Path:
+    """A Lucene impact index of the demo corpus built with ``tiny_model`` by the ``index`` command
+    (read-only: tests that change an index build their own)."""
+    from splare_lucene.cli.main import main as cli
+
+    root = tmp_path_factory.mktemp("demo-index")
+    assert cli(["index", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--index", str(root / "index"),
+                "--device", "cpu"]) == 0
+    return root / "index"
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

@@ -25,11 +25,8 @@ def encoder(tiny_model):
 
 
 @pytest.fixture(scope="module")
-def built(tiny_model, tmp_path_factory):
-    root = tmp_path_factory.mktemp("explain-idx")
-    assert cli(["index", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--index", str(root / "index"),
-                "--device", "cpu"]) == 0
-    return root / "index"
+def built(tiny_demo_index):
+    return tiny_demo_index
 
 
 def test_products_add_up_to_the_dot_product_of_the_indexed_terms(encoder):

@@ -68,13 +68,8 @@ def test_tie_scores_equal_the_java_loop(seed):
 # -- against Pyserini, on real indexes ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def demo_index(tiny_model, tmp_path_factory):
-    from splare_lucene.cli.main import main as cli
-
-    root = tmp_path_factory.mktemp("path")
-    assert cli(["index", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--index", str(root / "index"),
-                "--device", "cpu"]) == 0
-    return root / "index"
+def demo_index(tiny_demo_index):
+    return tiny_demo_index
 
 
 @pytest.fixture(scope="module")
