@@ -1,4 +1,5 @@
-"""Writing a benchmark's figures: ``OUT.json`` (every number) and ``OUT.md`` (the table), printed too."""
+"""Shared by the benchmark scripts: summarising timings (:func:`percentile`) and writing a
+benchmark's figures: ``OUT.json`` (every number) and ``OUT.md`` (the table), printed too."""
 
 from __future__ import annotations
 
@@ -6,10 +7,19 @@ import json
 from pathlib import Path
 
 
-def write_results(out: str | Path, results: dict, text: str) -> None:
-    """Write ``results`` to ``out`` + ``.json`` and ``text`` to ``out`` + ``.md``; print ``text``."""
+def write_results(out: str | Path, results: dict, text: str, *, echo: bool = True) -> None:
+    """Write ``results`` to ``out`` + ``.json`` and ``text`` to ``out`` + ``.md``; print ``text``
+    (unless ``echo`` is False: a script that printed its tables as it went)."""
     out = Path(out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     out.with_suffix(".md").write_text(text)
-    print(text)
+    if echo:
+        print(text)
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values`` by the nearest-rank rule on the sorted values
+    (index ``round(q / 100 * (n - 1))``: a measured value, never an interpolation between two)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import threading
@@ -85,14 +86,9 @@ class RssSampler(threading.Thread):
 
 def slope_per_1000(points: list[tuple[int, float]]) -> float:
     """Least-squares slope of MiB against documents, in MiB per 1,000 documents (nan: < 2 points)."""
-    import torch
-
     if len(points) < 2:
         return float("nan")
-    xs = torch.tensor([d / 1000 for d, _ in points], dtype=torch.float64)
-    ys = torch.tensor([m for _, m in points], dtype=torch.float64)
-    xc = xs - xs.mean()
-    return float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
+    return statistics.linear_regression([d / 1000 for d, _ in points], [m for _, m in points]).slope
 
 
 def ray_throughput(model: str, corpus: str, work: Path, workers: list[int], batch_size: int,
@@ -174,8 +170,6 @@ def _by_progress(samples) -> list[tuple[int, dict[str, float]]]:
 
 
 def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size: int) -> dict:
-    import torch
-
     from splare_lucene.encoder import SplareEncoder
     from splare_lucene.engines import local
     from splare_lucene.engines.parts import PartsDir, ShardSpec

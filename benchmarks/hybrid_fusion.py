@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
+from _results import write_results  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 MEASURES = ["nDCG@10", "R@100"]
 logger = logging.getLogger("hybrid_fusion")
@@ -245,13 +248,11 @@ def main() -> None:
         "## Per language (test queries)", "", *per_lang, "",
         "## Tuning (tune queries, mean nDCG@10)", "", *tune_lines, ""])
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps({
+    write_results(out, {
         "command": command, "model": args.model, "model_fingerprint": encoder.fingerprint,
         "collections": collections, "split_rule": "test iff sha256(qid)[0] is odd", "chosen": chosen,
         "tuning": tuning, "results_test": results, "seconds": seconds, "elapsed_seconds": round(elapsed, 1)},
-        indent=2) + "\n")
-    print(text)
+        text)
 
 
 if __name__ == "__main__":

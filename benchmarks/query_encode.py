@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
+from _results import percentile, write_results  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SPLARE_SHARED_DATA", REPO.parent / "shared" / "data"))
 VARIANTS = {  # name -> (quantize, smooth)
@@ -64,11 +67,6 @@ def load_variant(name: str):
     quantize, smooth = VARIANTS[name]
     enc = SplareEncoder.from_pretrained("default", device="cpu", dtype="float32")
     return enc.quantize_for_queries(quantize, smooth=smooth) if quantize != "none" else enc
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def breakdown(enc, texts: list[str]) -> dict[str, float]:
@@ -294,7 +292,6 @@ def main() -> int:
 
 def write(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["# Query encoding latency (CPU, one thread, batch of 1)", "",
              f"Command: `{results['command']}`", "",
              f"Machine: {results['machine']}; load average {results['load_average_start']:.2f} at start, "
@@ -329,8 +326,7 @@ def write(results: dict, out: Path) -> None:
                       f"p50 means {half:.1f} ms, " + ("below" if half < f["gemm_only_ms_p50"] else "above")
                       + " what these products alone cost in float32."]
         lines.append("")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, results, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
+from _results import percentile, write_results  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SPLARE_SHARED_DATA", REPO.parent / "shared" / "data"))
 WORK = REPO / "benchmarks" / "results" / "perf-work"
@@ -138,11 +141,6 @@ def load_queries(name: str, doc_ids: set[str], max_queries: int | None, judged_o
 
 
 # -- systems ----------------------------------------------------------------------------------------
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
 
 def build_systems(name: str, args, jsonl_dir: Path, corpus: Path, meta: dict, n_docs: int, queries, terms,
                   encoder, qe) -> tuple[dict[str, Callable], dict]:
@@ -409,10 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    qe, args.k, min(len(terms), 200))
         results["collections"][name] = entry
         print(render_collection(name, entry, args.k))
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(results, args.k))
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    write_results(args.out, results, render(results, args.k), echo=False)  # tables printed above
     return 0
 
 

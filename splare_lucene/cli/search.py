@@ -129,14 +129,16 @@ def run(args) -> int:
             hits = index.search_one(Query("query", args.query), k=k)  # the toolkit's tie rule
         else:
             hits = _hybrid(index, [Query("query", args.query)], bm25, args, k=k)["query"]
+        if args.explain:
+            from ..explain.explain import explain_hit
+
+            q_vec = encoder.encode([args.query], kind="query")[0]  # once, not once per hit
         for hit in hits:
             text = " ".join(index.hit_text(hit.doc_id).split())
             score = f"{hit.score:10.0f}" if bm25 is None else f"{hit.score:10.5f}"  # fused scores are < 1
             print(f"{hit.rank:3d}  {score}  {hit.doc_id:<16} {text[:150]}")
             if args.explain:
-                from ..explain.explain import explain_hit
-
-                print(f"     {explain_hit(encoder, index, args.query, hit.doc_id)}")
+                print(f"     {explain_hit(encoder, index, args.query, hit.doc_id, query_vector=q_vec)}")
         return 0
     from ..corpus import read_queries
 

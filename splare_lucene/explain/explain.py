@@ -66,9 +66,15 @@ def _hits(acts, latent: int, limit: int) -> tuple[TokenHit, ...]:
     return tuple(out)
 
 
+def _impacts(encoder, vector) -> dict[int, int]:
+    """``{latent: integer impact}`` of a float vector, quantized as indexing and search do."""
+    return dict(zip(*(a.tolist() for a in encoder.quantize(vector))))
+
+
 def explain(encoder, query: str, document: str | None = None, *, doc_id: str | None = None,
             doc_impacts: Mapping[int, int] | None = None, lucene_score: float | None = None,
-            labels=_AUTO, max_tokens: int = 5, notes: tuple[str, ...] = ()) -> Explanation:
+            labels=_AUTO, max_tokens: int = 5, notes: tuple[str, ...] = (),
+            query_vector=None) -> Explanation:
     """Explain ``query`` alone, or its score against ``document``.
 
     ``document``: the document's text. ``doc_impacts``: its integer impacts {latent: impact} as
@@ -76,6 +82,8 @@ def explain(encoder, query: str, document: str | None = None, *, doc_id: str | N
     here (document side) and quantized, which is what indexing it would store. ``labels``: a
     :class:`~.records.LatentLabels`, None (no labels), or "auto" (the model's
     ``latent_labels.json`` if any). ``max_tokens``: activating tokens listed per latent and text.
+    ``query_vector``: ``query`` already encoded (query side, as ``encoder.encode`` gives it), so that
+    a caller explaining several documents for one query encodes it once.
 
     Returns an :class:`~.records.Explanation` whose ``shared`` products sum to ``score``.
     Raises InputError for an empty query or document, ConfigError for ``max_tokens`` < 0.
@@ -93,8 +101,8 @@ def explain(encoder, query: str, document: str | None = None, *, doc_id: str | N
     scale = encoder.config.quantization_scale
     vocab = encoder.vocab
 
-    q_vec = encoder.encode([query], kind="query")[0]
-    q_imp = dict(zip(*(a.tolist() for a in encoder.quantize(q_vec))))
+    q_vec = query_vector if query_vector is not None else encoder.encode([query], kind="query")[0]
+    q_imp = _impacts(encoder, q_vec)
     # max_tokens=0: no token attribution, one forward pass per text fewer
     q_acts = token_activations(encoder, [query], kind="query")[0] if max_tokens else None
     query_latents = tuple(
@@ -124,7 +132,7 @@ def explain(encoder, query: str, document: str | None = None, *, doc_id: str | N
     if reencode:
         d_vec = encoder.encode([text], kind="document")[0]
         d_weights = {int(j): float(w) for j, w in zip(d_vec.indices.tolist(), d_vec.values.tolist())}
-        encoded = dict(zip(*(a.tolist() for a in encoder.quantize(d_vec))))
+        encoded = _impacts(encoder, d_vec)
     if doc_impacts is None:
         doc_impacts, source = encoded, "text"
     else:
@@ -221,12 +229,9 @@ def explain_indexed(encoder, index_dir: str | os.PathLike, query: str, doc_id: s
     searcher = index.searcher
     text, impacts = stored_document(searcher, doc_id, encoder)
     q_vec = encoder.encode([query], kind="query")[0] if query.strip() else None
-    score = None
-    if q_vec is not None:
-        q_imp = dict(zip(*(a.tolist() for a in encoder.quantize(q_vec))))
-        score = lucene_score(searcher, q_imp, doc_id, encoder)
+    score = lucene_score(searcher, _impacts(encoder, q_vec), doc_id, encoder) if q_vec is not None else None
     return explain(encoder, query, text, doc_id=doc_id, doc_impacts=impacts, lucene_score=score,
-                   labels=labels, max_tokens=max_tokens)
+                   labels=labels, max_tokens=max_tokens, query_vector=q_vec)
 
 
 def short_line(explanation: Explanation, top: int = 3) -> str:
@@ -254,13 +259,16 @@ def write_explanation(explanation: Explanation, fmt: str, output: str | os.PathL
     return out
 
 
-def explain_hit(encoder, index, query: str, doc_id: str, top: int = 3) -> str:
+def explain_hit(encoder, index, query: str, doc_id: str, top: int = 3, *, query_vector=None) -> str:
     """The ``search --explain`` line of one hit of ``index`` (an opened backend index): its
-    indexed vector when the index is Lucene's, its stored text encoded otherwise."""
+    indexed vector when the index is Lucene's, its stored text encoded otherwise.
+    ``query_vector``: ``query`` encoded once for all the hits (see :func:`explain`)."""
     searcher = getattr(index, "searcher", None)
     if searcher is not None and hasattr(searcher, "doc"):
         text, impacts = stored_document(searcher, doc_id, encoder)
-        e = explain(encoder, query, text, doc_id=doc_id, doc_impacts=impacts, max_tokens=0)
+        e = explain(encoder, query, text, doc_id=doc_id, doc_impacts=impacts, max_tokens=0,
+                    query_vector=query_vector)
     else:
-        e = explain(encoder, query, index.hit_text(doc_id), doc_id=doc_id, max_tokens=0)
+        e = explain(encoder, query, index.hit_text(doc_id), doc_id=doc_id, max_tokens=0,
+                    query_vector=query_vector)
     return short_line(e, top)

@@ -63,22 +63,13 @@ def load_latent_labels(model_dir: str | os.PathLike | None, *, fingerprint: str 
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file in the same directory, then
-    ``os.replace``, so a reader never sees half a file. The file gets the usual permissions
-    (0o666 minus the umask): ``mkstemp`` creates its temporary as 0o600."""
-    from ..outputs import temp_path_beside
+    """Write ``text`` (UTF-8) to ``path`` atomically, with the usual permissions (0o666 minus the
+    umask): :func:`splare_lucene.engines.parts.atomic_write_bytes` (a temporary beside it, fsync,
+    rename), so a reader never sees half a file."""
+    from ..engines.parts import atomic_write_bytes
 
     path = Path(path)
-    tmp = temp_path_beside(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 
