@@ -10,7 +10,10 @@ Three measurements (issue 9, section 4), printed as a markdown table and saved a
    its two parts: RssAnon, the heap and tensors, and RssFile, mapped files such as memory-mapped
    weights) every 0.5 s. Reported: RSS after the first part, at the end, its maximum, the slope of
    a least-squares line through the samples after the first part (MiB per 1,000 documents), the
-   same for each part, and the memory as each part was done.
+   same for each part, and the memory as each part was done; plus a census of the heap as each
+   part finishes encoding (:func:`heap_census`: glibc ``mallinfo2`` in use / free / mmapped,
+   Python's allocated blocks, gc-tracked objects), which tells live memory from free memory the
+   allocator keeps, and the time of ``release_free_memory`` (``malloc_trim``) once per part.
 3. **Parts and manifest overhead**: during run 2, the time spent in ``PartsDir.prepare``,
    ``write_part`` (gzip JSONL, fsync, rename, done-marker) and ``finish`` as a share of the
    encode's wall time. ``write_part`` includes serialising the JSONL, which a plain single-file
@@ -43,6 +46,7 @@ import sys
 import tempfile
 import threading
 import time
+from array import array
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,23 +69,67 @@ def memory_mib() -> dict[str, float]:
 
 
 class RssSampler(threading.Thread):
-    """Samples (seconds, documents done, {rss, anon, file} MiB) every ``period`` seconds until stopped."""
+    """Samples (seconds, documents done, {rss, anon, file} MiB) every ``period`` seconds until
+    stopped. Samples are kept in flat ``array`` columns (40 bytes each), not as Python tuples of
+    dicts (about 400 bytes each): the sampler must not be a source of the growth it measures."""
+
+    KINDS = ("rss", "anon", "file")
 
     def __init__(self, progress, period: float = 0.5):
         super().__init__(daemon=True)
         self.progress, self.period = progress, period
-        self.samples: list[tuple[float, int, dict[str, float]]] = []
+        self._seconds, self._done = array("d"), array("q")
+        self._mib = {kind: array("d") for kind in self.KINDS}
         self._halt = threading.Event()
+
+    @property
+    def samples(self) -> list[tuple[float, int, dict[str, float]]]:
+        return [(t, d, {kind: self._mib[kind][i] for kind in self.KINDS})
+                for i, (t, d) in enumerate(zip(self._seconds, self._done))]
 
     def run(self) -> None:
         start = time.perf_counter()
         while not self._halt.is_set():
-            self.samples.append((time.perf_counter() - start, self.progress(), memory_mib()))
+            mem = memory_mib()
+            self._seconds.append(time.perf_counter() - start)
+            self._done.append(self.progress())
+            for kind in self.KINDS:
+                self._mib[kind].append(mem[kind])
             self._halt.wait(self.period)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+
+def heap_census() -> dict[str, float]:
+    """Where anonymous memory sits, at one moment: glibc's ``mallinfo2`` (all arenas, MiB):
+    ``malloc_in_use`` (uordblks: bytes handed out by malloc and not freed, C++ and torch
+    allocations included), ``malloc_free`` (fordblks: freed but kept in the arenas, i.e.
+    fragmentation or reuse pools) and ``malloc_mmapped`` (hblkhd: large blocks served by mmap);
+    Python's ``sys.getallocatedblocks()`` (pymalloc blocks alive) and the number of objects the
+    cycle collector tracks (``gc.get_objects()``, containers only). A growth of ``malloc_in_use``
+    with flat Python counts is native memory kept per document; a growth of ``malloc_free`` is
+    fragmentation. glibc only (mallinfo2: glibc >= 2.33); other C libraries give Python counts."""
+    import ctypes
+    import gc
+
+    out: dict[str, float] = {"python_blocks": sys.getallocatedblocks(), "gc_objects": len(gc.get_objects())}
+    try:
+        libc = ctypes.CDLL(None)
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return out
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                          "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    fn.restype = MallInfo2
+    info = fn()
+    out.update(malloc_in_use=info.uordblks / 2**20, malloc_free=info.fordblks / 2**20,
+               malloc_mmapped=info.hblkhd / 2**20)
+    return out
 
 
 def slope_per_1000(points: list[tuple[int, float]]) -> float:
@@ -191,14 +239,30 @@ def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size:
     done = [0]
     encode_part = local.encode_part
 
+    census: list[tuple[int, dict[str, float]]] = []
+
     def counting_encode_part(*args, **kwargs):
         records = encode_part(*args, **kwargs)
         done[0] += len(records)
+        census.append((done[0], {**{k: round(v, 1) for k, v in memory_mib().items()}, **heap_census()}))
         return records
+
+    from splare_lucene import allocator
+
+    release = allocator.release_free_memory
+    trim_seconds = [0.0]
+
+    def timed_release():
+        t0 = time.perf_counter()
+        try:
+            return release()
+        finally:
+            trim_seconds[0] += time.perf_counter() - t0
 
     for name in timers:
         setattr(PartsDir, name, timed(name))
     local.encode_part = counting_encode_part
+    allocator.release_free_memory = timed_release
     sampler = RssSampler(lambda: done[0])
     try:
         sampler.start()
@@ -211,6 +275,7 @@ def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size:
         for name, fn in originals.items():
             setattr(PartsDir, name, fn)
         local.encode_part = encode_part
+        allocator.release_free_memory = release
     after_first = [(d, m) for _, d, m in sampler.samples if d >= part_size]
     slopes = {kind: round(slope_per_1000([(d, m[kind]) for d, m in after_first]), 3)
               for kind in ("rss", "anon", "file")}
@@ -225,10 +290,17 @@ def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size:
         "anon_after_first_part_mib": round(after_first[0][1]["anon"], 1) if after_first else None,
         "anon_end_mib": round(sampler.samples[-1][2]["anon"], 1),
         "anon_slope_mib_per_1000_docs": slopes["anon"],
+        "anon_band_after_first_part_mib": [round(min(m["anon"] for _, m in after_first), 1),
+                                           round(max(m["anon"] for _, m in after_first), 1)] if after_first else None,
+        "release_free_memory_seconds": round(trim_seconds[0], 4),
         "file_after_first_part_mib": round(after_first[0][1]["file"], 1) if after_first else None,
         "file_end_mib": round(sampler.samples[-1][2]["file"], 1),
         "file_slope_mib_per_1000_docs": slopes["file"],
         "rss_by_progress": _by_progress(sampler.samples),
+        "census_by_part": census,
+        "census_slopes_after_first_part": {
+            key: round(slope_per_1000([(d, c[key]) for d, c in census[1:]]), 4)
+            for key in (census[0][1] if census else {}) if len(census) > 2},
         "samples": len(sampler.samples),
         "parts_seconds": {k: round(v, 3) for k, v in timers.items()},
         "parts_overhead_fraction": round(overhead / seconds, 5),
@@ -310,6 +382,8 @@ def render(result: dict, args) -> str:
                   f"{r.get('anon_end_mib')} MiB, slope {r.get('anon_slope_mib_per_1000_docs')} MiB per 1,000 docs |",
                   f"| of which file-backed (RssFile: mapped weights, libraries) | {r.get('file_after_first_part_mib')} -> "
                   f"{r.get('file_end_mib')} MiB, slope {r.get('file_slope_mib_per_1000_docs')} MiB per 1,000 docs |",
+                  f"| anonymous, lowest and highest sample after the first part | {r.get('anon_band_after_first_part_mib')} MiB |",
+                  f"| `release_free_memory` (malloc_trim) once per part | {r.get('release_free_memory_seconds')} s in all |",
                   f"| prepare + write_part + finish | {sum(r['parts_seconds'].values()):.2f} s "
                   f"({', '.join(f'{k} {v} s' for k, v in r['parts_seconds'].items())}) |",
                   f"| share of encode time | {100 * r['parts_overhead_fraction']:.2f}% (target < 2%) |", ""]
@@ -318,6 +392,17 @@ def render(result: dict, args) -> str:
                       "| documents | RSS | anon | file |", "|---:|---:|---:|---:|"]
             lines += [f"| {d} | {m['rss']} | {m['anon']} | {m['file']} |" for d, m in r["rss_by_progress"]]
             lines += [""]
+        if r.get("census_by_part"):
+            keys = [k for k in ("anon", "malloc_in_use", "malloc_free", "malloc_mmapped", "python_blocks",
+                                "gc_objects") if k in r["census_by_part"][0][1]]
+            lines += ["Where the anonymous memory sits as each part was encoded (`heap_census`: glibc "
+                      "mallinfo2 in MiB, Python allocated blocks and gc-tracked objects in counts):", "",
+                      "| documents | " + " | ".join(keys) + " |", "|---:|" + "---:|" * len(keys)]
+            lines += [f"| {d} | " + " | ".join(f"{c[k]:.1f}" if isinstance(c[k], float) else str(c[k]) for k in keys)
+                      + " |" for d, c in r["census_by_part"]]
+            slopes = r.get("census_slopes_after_first_part", {})
+            lines += ["| slope per 1,000 docs after the first part | "
+                      + " | ".join(str(slopes.get(k, "")) for k in keys) + " |", ""]
     return "\n".join(lines)
 
 

@@ -64,3 +64,27 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     _applied = threshold
     logger.debug("glibc mmap threshold fixed at %d bytes", threshold)
     return True
+
+
+def release_free_memory() -> bool:
+    """Give the free memory glibc keeps in its arenas back to the OS (``malloc_trim(0)``: since
+    glibc 2.8 it releases free pages inside the heap too, not only at its top); True when called.
+
+    Why: with the threshold fixed, what still moved over a long encode was free memory kept in the
+    arenas (mallinfo2's ``fordblks``; live allocations stayed flat): activation buffers of varying
+    sizes leave holes the next batches only partly reuse, so resident memory wandered by some
+    10 MiB with no trend (benchmarks/README.md, "Memory over a long encode"). The engines call
+    this once per part (every few thousand documents): a few milliseconds against minutes of
+    encoding. No-op (False) off glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+        libc.gnu_get_libc_version  # glibc only
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True

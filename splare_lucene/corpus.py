@@ -15,10 +15,13 @@ would break TREC runs), strings or JSON integers only; commas and other punctuat
 
 Errors name the file and line. Duplicate ids and empty texts are errors unless asked otherwise;
 a source that yields no record (an empty file, only a header, every text empty) is an error.
+Reading keeps 8 bytes per record, whatever the corpus size: ids are remembered as 64-bit hashes
+(:mod:`splare_lucene.idset`), checked a window of records ahead of what is yielded.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -157,33 +160,69 @@ def _records(source: str, kind: str) -> Iterator[tuple[str, str, str, int | None
             yield record_id(obj, target, line), text_of(obj, target, line), str(target), line
 
 
+_READ_AHEAD = 512  # records read ahead, so that their ids are checked as one numpy batch
+
+
 def _validated(source: str, kind: str, allow_empty: bool, cls):
     """Records of ``source`` as ``cls`` (Document or Query): duplicate ids refused, empty texts
     refused or (``allow_empty``) skipped; a source that yields no record at all is refused too
-    (InputError naming it and why), since an empty run, index or encoding is never what was meant."""
-    seen: dict[str, int | None] = {}
-    skipped = 0
-    for rid, text, where, line in _records(source, kind):
-        if rid in seen:
-            first = f" (first at line {seen[rid]})" if seen[rid] else ""
-            raise InputError(f"duplicate id {rid!r}{first}", where, line)
-        seen[rid] = line
-        if not text.strip():
-            if allow_empty:
-                skipped += 1
-                continue
-            raise InputError(f"empty text for id {rid!r}; fix the record or pass --allow-empty "
-                             "to skip such records", where, line)
-        yield cls(rid, text)
-    if not seen:
+    (InputError naming it and why), since an empty run, index or encoding is never what was meant.
+
+    Memory stays flat with the source's size but for 8 bytes per record: ids are remembered as
+    64-bit hashes (:class:`~splare_lucene.idset.IdHashSet`; a dict of the ids themselves cost
+    about 130 bytes each), checked :data:`_READ_AHEAD` records at a time before any of them is
+    yielded. A hash seen before is confirmed by re-reading the source up to that record: a true
+    repeat is refused naming the first line, a hash collision of two distinct ids (about
+    ``n^2 / 2^65``) is let through. Errors come in stream order, as if each record were checked
+    alone."""
+    from .idset import IdHashSet, id_digest
+
+    ids = IdHashSet()
+    count = skipped = 0
+    records = iter(_records(source, kind))
+    while True:
+        batch, error = [], None
+        try:  # a bad record is raised after the good ones before it are yielded, as without read-ahead
+            batch.extend(itertools.islice(records, _READ_AHEAD))
+        except Exception as exc:
+            error = exc
+        if not batch and error is None:
+            break
+        again = ids.add([id_digest(rid) for rid, *_ in batch])
+        for (rid, text, where, line), maybe_repeat in zip(batch, again):
+            if maybe_repeat:
+                found, first_line = _first_occurrence(source, kind, rid, count)
+                if found:
+                    first = f" (first at line {first_line})" if first_line else ""
+                    raise InputError(f"duplicate id {rid!r}{first}", where, line)
+            count += 1
+            if not text.strip():
+                if allow_empty:
+                    skipped += 1
+                    continue
+                raise InputError(f"empty text for id {rid!r}; fix the record or pass --allow-empty "
+                                 "to skip such records", where, line)
+            yield cls(rid, text)
+        if error is not None:
+            raise error
+    if not count:
         why = ("the dataset has none" if _resolve(str(source), kind)[0] == "irds" else
                "the file is empty, or holds only blank lines or a header line")
         raise InputError(f"no {kind}: {why}; give a source with at least one record", path=str(source))
-    if skipped == len(seen):
+    if skipped == count:
         raise InputError(f"no {kind}: every text is empty ({skipped} records, all skipped by "
                          "--allow-empty); give a source with at least one non-empty text", path=str(source))
     if skipped:
         logger.warning("skipped %d %s with empty text in %s", skipped, kind, source)
+
+
+def _first_occurrence(source: str, kind: str, rid: str, before: int) -> tuple[bool, int | None]:
+    """Whether id ``rid`` is among the first ``before`` records of ``source``, and its line there
+    (None for ir_datasets). Re-reads the source: called only when a hash says "maybe seen"."""
+    for rid_, _, _, line in itertools.islice(_records(source, kind), before):
+        if rid_ == rid:
+            return True, line
+    return False, None
 
 
 def read_documents(source: str, allow_empty: bool = False) -> Iterator[Document]:

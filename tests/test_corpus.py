@@ -290,15 +290,17 @@ def test_input_error_is_a_value_error(tmp_path):
 
 
 def test_reading_is_lazy(tmp_path):
-    path = write_jsonl(tmp_path / "c.jsonl", [
-        {"id": "a", "contents": "x"},
-        {"id": "b", "contents": "y"},
-        "{broken",
-    ])
+    """Records are read a bounded window ahead (their ids are checked as one batch): the first
+    documents come out before a broken line further on is read, and the error names its line."""
+    from splare_lucene.corpus import _READ_AHEAD
+
+    n = 2 * _READ_AHEAD + 3
+    path = write_jsonl(tmp_path / "c.jsonl", [{"id": f"d{i}", "contents": "x"} for i in range(n)] + ["{broken"])
     stream = read_documents(str(path))
-    assert next(stream) == Document("a", "x")
-    assert next(stream) == Document("b", "y")
+    assert next(stream) == Document("d0", "x")
+    for i in range(1, n):
+        assert next(stream).id == f"d{i}"
     with pytest.raises(InputError) as info:
         next(stream)
-    assert info.value.line == 3
+    assert info.value.line == n + 1
 

@@ -178,7 +178,7 @@ def test_the_fixes_are_wired_in(tmp_path, monkeypatch, tiny_model):
 
     # the private tokenizers call no_word_cache relies on: a tokenizers release without it fails here
     assert hasattr(models.BPE, "_resize_cache") and hasattr(models.Unigram, "_resize_cache")
-    calls = {"no_word_cache": 0, "page_in": 0, "fix_mmap_threshold": 0}
+    calls = {"no_word_cache": 0, "page_in": 0, "fix_mmap_threshold": 0, "release_free_memory": 0}
 
     def spy(name, fn):
         def wrapper(*args, **kwargs):
@@ -189,7 +189,49 @@ def test_the_fixes_are_wired_in(tmp_path, monkeypatch, tiny_model):
     monkeypatch.setattr(backbone, "no_word_cache", spy("no_word_cache", backbone.no_word_cache))
     monkeypatch.setattr(backbone, "page_in", spy("page_in", backbone.page_in))
     monkeypatch.setattr(allocator, "fix_mmap_threshold", spy("fix_mmap_threshold", allocator.fix_mmap_threshold))
+    monkeypatch.setattr(allocator, "release_free_memory", spy("release_free_memory", allocator.release_free_memory))
     encoder = SplareEncoder.from_pretrained(tiny_model, device="cpu")
     assert calls["no_word_cache"] >= 1 and calls["page_in"] >= 1
-    encode_local(encoder, str(DEMO_DIR / "corpus.jsonl"), tmp_path / "out", model_name="tiny", progress=False)
+    summary = encode_local(encoder, str(DEMO_DIR / "corpus.jsonl"), tmp_path / "out", model_name="tiny",
+                           progress=False, part_size=4)
     assert calls["fix_mmap_threshold"] == 1
+    assert calls["release_free_memory"] == -(-summary.documents // 4)  # once per part
+
+
+class _Records(list):
+    """A list that can be weakly referenced (plain lists cannot)."""
+
+
+def test_a_written_part_is_not_kept_while_the_next_encodes(tmp_path, monkeypatch, tiny_model):
+    """The local engine drops each part's records once written: when part i+1 is being encoded,
+    part i's records are gone (they held about 1 KB of Python objects per document, and kept
+    resident memory one part higher than needed)."""
+    import gc
+    import weakref
+
+    import splare_lucene.engines.local as local
+    from conftest import DEMO_DIR
+    from splare_lucene.encoder import SplareEncoder
+
+    encode_part = local.encode_part
+    previous: list = []
+    alive_at_next_part: list[bool] = []
+
+    def tracked(*args, **kwargs):
+        gc.collect()
+        alive_at_next_part.extend(ref() is not None for ref in previous[-1:])
+        records = _Records(encode_part(*args, **kwargs))
+        previous.append(weakref.ref(records))
+        return records
+
+    monkeypatch.setattr(local, "encode_part", tracked)
+    encoder = SplareEncoder.from_pretrained(tiny_model, device="cpu")
+    local.encode_local(encoder, str(DEMO_DIR / "corpus.jsonl"), tmp_path / "out", model_name="tiny",
+                       progress=False, part_size=4)
+    assert len(alive_at_next_part) >= 2 and not any(alive_at_next_part)
+
+
+def test_release_free_memory_runs_on_glibc():
+    from splare_lucene.allocator import release_free_memory
+
+    assert release_free_memory() is sys.platform.startswith("linux")

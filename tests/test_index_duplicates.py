@@ -129,7 +129,7 @@ def test_escaped_and_plain_spellings_of_one_id_are_one_id(tmp_path):
 def test_hash_collisions_are_not_duplicates(tmp_path, monkeypatch, caplog):
     """Every id hashed to one value: pass 2 tells the distinct ids apart, and still finds a true
     duplicate among them."""
-    monkeypatch.setattr(ids_module, "_hash", lambda doc_id: b"\x00" * 8)
+    monkeypatch.setattr(ids_module, "id_digest", lambda doc_id: b"\x00" * 8)
     unique = _write(tmp_path / "u.jsonl.gz", [f"d{i}" for i in range(50)])
     with caplog.at_level(logging.INFO, logger="splare_lucene.engines.ids"):
         result = scan_ids([unique], progress=False)

@@ -40,7 +40,6 @@ weights). Anserini takes minutes to index as many. Peak traced memory 41 MB for 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
 import re
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..errors import InputError
+from ..idset import id_digest
 from ..jsonl import VectorRules, check_vector
 from ..textio import MAX_ID_BYTES, check_id, open_binary, utf8_error
 
@@ -196,11 +196,6 @@ def _utf8(line: bytes) -> bool:
     return True
 
 
-def _hash(doc_id: bytes) -> bytes:
-    """64-bit BLAKE2b digest of an id's UTF-8 bytes."""
-    return hashlib.blake2b(doc_id, digest_size=8).digest()
-
-
 class _Hashes:
     """A growing ``uint64`` array (doubling; exact when the count is known up front)."""
 
@@ -252,7 +247,7 @@ def scan_ids(files: Sequence[str | Path], *, expected: int | None = None, progre
         for path in paths:
             pending: list[bytes] = []
             for _, doc_id in _iter_ids(path, rules, pattern):
-                pending.append(_hash(doc_id))
+                pending.append(id_digest(doc_id))
                 if len(pending) >= _CHUNK:
                     hashes.extend(pending)
                     bar.update(len(pending))
@@ -282,7 +277,7 @@ def _locate_duplicates(paths: Sequence[Path], candidates: set[int], rules: Vecto
     first: dict[bytes, tuple[Path, int]] = {}
     for path in paths:
         for number, doc_id in _iter_ids(path, rules):
-            if int.from_bytes(_hash(doc_id), "little") not in candidates:
+            if int.from_bytes(id_digest(doc_id), "little") not in candidates:
                 continue
             if doc_id in first:
                 other, other_line = first[doc_id]

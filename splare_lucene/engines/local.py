@@ -85,7 +85,7 @@ def encode_local(encoder, source: str, output_dir: str | os.PathLike, *, shard: 
     Returns the shard's :class:`~splare_lucene.jsonl.WriteSummary`."""
     from tqdm.auto import tqdm
 
-    from ..allocator import fix_mmap_threshold
+    from ..allocator import fix_mmap_threshold, release_free_memory
     from ..corpus import read_documents
     from ..outputs import check_not_input, check_output_dir
 
@@ -112,9 +112,12 @@ def encode_local(encoder, source: str, output_dir: str | os.PathLike, *, shard: 
     planner = PartPlanner(itertools.chain([first], documents), shard, part_size, state.done)
     try:
         for part, docs in planner:
-            records = encode_part(encoder, docs, batch_size=batch_size, on_batch=bar.update,
-                                  part=part.file_name(shard))
-            out.write_part(part, records)
+            # records are not bound to a name: a part's vectors (about 1 KB of Python objects per
+            # document) are freed once written, not kept alive while the next part encodes
+            out.write_part(part, encode_part(encoder, docs, batch_size=batch_size, on_batch=bar.update,
+                                             part=part.file_name(shard)))
+            del docs
+            release_free_memory()
     finally:
         bar.close()
     summary = out.finish(planner.documents)

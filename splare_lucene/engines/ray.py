@@ -228,6 +228,7 @@ class PartEncoder:
     def __call__(self, batch):
         import pyarrow as pa
 
+        from ..allocator import release_free_memory
         from ..types import Document
         from .local import encode_part
 
@@ -235,8 +236,10 @@ class PartEncoder:
         for row in batch.to_pylist():
             if row["index"] != _SENTINEL:
                 docs = [Document(i, t) for i, t in zip(row["ids"], row["texts"])]
-                records = encode_part(self.encoder, docs, batch_size=self.batch_size)
-                self.parts.write_part(PartSpec(row["index"], row["start"], row["stop"]), records)
+                # not bound to a name: freed once written, not kept while the next part encodes
+                self.parts.write_part(PartSpec(row["index"], row["start"], row["stop"]),
+                                      encode_part(self.encoder, docs, batch_size=self.batch_size))
+                release_free_memory()
             out["index"].append(row["index"])
             out["documents"].append(len(row["ids"]))
             out["total"].append(row["total"])
