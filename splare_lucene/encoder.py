@@ -54,8 +54,12 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
 
 
 def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
-    """A short hash of the config and weight files: which model encoded an index."""
-    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    """A short hash of the config and weight files: which model encoded an index.
+
+    The config enters as :meth:`SplareConfig.fingerprint_dict`: every setting, except fields
+    newer than the model format that hold their legacy value (``text_normalization="none"``),
+    so models saved before those fields existed keep their fingerprint."""
+    h = hashlib.sha256(json.dumps(config.fingerprint_dict(), sort_keys=True).encode())
     for sub in (config.sae, config.mntp_adapter, config.adapter):
         if sub and (model_dir / sub).is_dir():
             for f in sorted((model_dir / sub).rglob("*")):
@@ -294,6 +298,17 @@ class SplareEncoder:
         """Width of the sparse vectors: SAE latents, or vocabulary size for the vocab head."""
         return self.head.config.d_sae if self.config.representation == "sae" else self.head.width
 
+    def prepare_texts(self, texts: Sequence[str], kind: str) -> list[str]:
+        """Texts as the tokenizer gets them on the ``kind`` side: each one normalised by the
+        model's ``text_normalization`` (``SplareConfig.normalize``), then the side's prefix in
+        front (the prefix is the model's own text and is not normalised).
+
+        The one place where texts enter the model: :meth:`pooled` (encoding, search, training)
+        and ``explain.activations`` both call it, so queries, documents, training batches and
+        explanations are always normalised alike. Raises ConfigError for an unknown ``kind``."""
+        side = self.config.side(kind)
+        return [side.prefix + self.config.normalize(t) for t in texts]
+
     def pooled(self, texts: Sequence[str], kind: str, apply_top_k: bool = True):
         """Texts -> (B, d_sae) pooled weights after the side's top-k (a torch tensor, with grad
         if grad is enabled: the training path uses this too)."""
@@ -309,10 +324,8 @@ class SplareEncoder:
                               "index built from it would differ from the model's. Encode documents with "
                               "the reference (SplareEncoder.from_pretrained(..., quantize='none'); "
                               "`splare-lucene encode/index` always do)")
-        if side.prefix:
-            texts = [side.prefix + t for t in texts]
-        ids, attn, pool_mask = tokenize(self.backbone, list(texts), side.max_length, self.device,
-                                        self.config.pool_special_tokens)
+        ids, attn, pool_mask = tokenize(self.backbone, self.prepare_texts(texts, kind), side.max_length,
+                                        self.device, self.config.pool_special_tokens)
         hidden = hidden_states(self.backbone, ids, attn, self.config.bidirectional)  # (B, T, d)
         pooled = self.head.pool(hidden, pool_mask)  # (B, d_sae): SAE latents or vocabulary
         return top_k(pooled, side.top_k) if apply_top_k else pooled

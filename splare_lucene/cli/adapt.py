@@ -47,7 +47,9 @@ def run(args) -> int:
     out = check_output(args.output, args.overwrite, "model directory", kinds=["model"], remove=False)
     cfg = MNTPConfig(steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
                      mask_ratio=args.mask_ratio, lr=args.lr, lora_rank=args.lora_rank, seed=args.seed)
-    texts = (d.text for d in itertools.chain.from_iterable(read_documents(c, allow_empty=True) for c in args.corpus))
+    # normalised as the model will see them at encoding time (its text_normalization)
+    texts = (config.normalize(d.text)
+             for d in itertools.chain.from_iterable(read_documents(c, allow_empty=True) for c in args.corpus))
     texts = itertools.islice(texts, 200_000)  # a bounded sampling pool
     peft_model, report = adapt_bidirectional(config.backbone, config.layer, texts, cfg, base_dir=source,
                                              device=pick_device(args.device), dtype=args.dtype)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..config import TEXT_NORMALIZATIONS
 from ..vocab import LUCENE_DEFAULT_MAX_CLAUSES
 from .common import check_output
 from .options import non_negative_int, positive_float, positive_int
@@ -28,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-prefix", default="")
     p.add_argument("--doc-prefix", default="")
     p.add_argument("--quantization-scale", type=positive_float, default=100.0)
+    p.add_argument("--text-normalization", choices=TEXT_NORMALIZATIONS, default="none",
+                   help="how every query, document and training text is rewritten before tokenization "
+                   "(saved in the model's config): none = as given; lowercase = str.lower(), which makes "
+                   "the model case-insensitive (docs/pipeline.md)")
     p.add_argument("--sae-dtype", choices=["float32", "bfloat16", "float16"],
                    help="store the SAE encoder in this dtype (float16 halves the size)")
     p.add_argument("--allow-any-site", action="store_true",
@@ -73,7 +78,7 @@ def run(args) -> int:
         bidirectional=args.bidirectional, pool_special_tokens=args.pool_special_tokens,
         query=TextSide(args.query_max_length, args.query_top_k, args.query_prefix),
         document=TextSide(args.doc_max_length, args.doc_top_k, args.doc_prefix),
-        quantization_scale=args.quantization_scale)
+        quantization_scale=args.quantization_scale, text_normalization=args.text_normalization)
     warn_query_top_k(args.query_top_k, encoder.d_sae)
     out = encoder.save_pretrained(args.output, sae_dtype=args.sae_dtype, overwrite=args.overwrite)
     print(f"model directory written to {out}")

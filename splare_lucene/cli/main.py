@@ -26,6 +26,8 @@ COMMANDS = {
     "evaluate": ("evaluate", "model + collections -> index, search and metrics table (BEIR, MIRACL, folders)"),
     "encode-queries": ("encode_queries", "write pre-encoded queries for Anserini/Pyserini command lines"),
     "train": ("train", "fine-tune a SPLARE model (or the vocabulary SPLADE baseline) with LoRA"),
+    "distill-data": ("distill_data", "write KL training data (positives, BM25 and teacher negatives, teacher "
+                     "scores) from a BEIR folder with a dense teacher (extra: teacher)"),
     "train-sae": ("train_sae", "train a TopK SAE on a backbone's layer-L activations"),
     "adapt": ("adapt", "bidirectional-attention adaptation (masked next-token prediction) with LoRA"),
     "assemble": ("assemble", "assemble a SPLARE model directory from a backbone and an SAE"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import TEXT_NORMALIZATIONS
 from .common import add_runtime
 from .options import (dropout, fraction, non_negative_float, non_negative_int, positive_float, positive_int,
                       seed_int, thread_count)
@@ -35,6 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True,
                    help="BEIR folder (qrels/<split>.tsv, BM25 negatives mined), JSONL examples, or irds:<id>")
     p.add_argument("--split", default="train")
+    p.add_argument("--text-normalization", choices=TEXT_NORMALIZATIONS,
+                   help="how every text is rewritten before tokenization, in training and in the trained "
+                   "model (its text_normalization, saved in its config): none = as given, lowercase = "
+                   "str.lower(), which makes the model case-insensitive (docs/pipeline.md). Default: the "
+                   "--model's own value ('none' for the built-in model and for --vocab-backbone)")
     p.add_argument("--output", required=True, help="model directory to write")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
@@ -139,6 +145,11 @@ def run(args) -> int:
                                                 without_adapter=True)
     else:
         encoder = SplareEncoder.vocabulary(args.vocab_backbone, args.vocab_layer, device=device, dtype=args.dtype)
+    if args.text_normalization is not None and args.text_normalization != encoder.config.text_normalization:
+        log.info("text normalization %s (the starting model's: %s)", args.text_normalization,
+                 encoder.config.text_normalization)
+        # train() trains with encoder.config's value and saves it in the new model
+        encoder.config = encoder.config.replace(text_normalization=args.text_normalization)
     report = train(encoder, examples, cfg, out, resume=not args.no_resume, recipe=args.recipe,
                    accelerator=accelerator)
     last = report["history"][-1] if report["history"] else {}

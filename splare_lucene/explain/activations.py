@@ -1,6 +1,7 @@
 """Texts -> per-token latent activations, the values that max-pooling turns into a vector.
 
-The path is the encoder's own (:meth:`SplareEncoder.pooled`): the side's prefix, ``backbone.tokenize``,
+The path is the encoder's own (:meth:`SplareEncoder.pooled`): ``SplareEncoder.prepare_texts`` (the
+model's text normalisation and the side's prefix), ``backbone.tokenize``,
 ``backbone.hidden_states``, then the head's per-token ``encode`` and ``pooling.saturate``
 (``log(1 + ReLU)``): the function ``pooling.max_pool`` / ``SparseAutoencoder.pool_dense`` take the
 masked max of. So ``activations.max(0)`` over a text's pooled tokens equals
@@ -55,7 +56,14 @@ def token_activations(encoder, texts: Sequence[str], kind: str = "document",
     texts = list(texts)
     if not texts:
         return []
-    full = [side.prefix + t for t in texts]
+    # The encoder's own text preparation (normalisation, then the side's prefix), so that the
+    # activations are those of the vectors it indexes and searches.
+    full = encoder.prepare_texts(texts, kind)
+    # Spans are offsets in the normalised text. str.lower() maps almost every character to one
+    # character, so when the length is unchanged the offsets are those of the text as given, which
+    # is shown; otherwise (e.g. "İ" -> "i̇") the normalised text is shown with its own offsets.
+    seen = [f[len(side.prefix):] for f in full]
+    texts = [t if len(t) == len(n) else n for t, n in zip(texts, seen)]
     with torch.inference_mode():
         ids, attn, pool_mask = tokenize(encoder.backbone, full, side.max_length, encoder.device,
                                         encoder.config.pool_special_tokens)

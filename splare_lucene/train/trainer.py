@@ -172,6 +172,9 @@ class TrainState:
     step: int = 0
     history: list = field(default_factory=list)
     temperature: float = 0.0  # the auto temperature, once chosen (saved in checkpoints)
+    # the model's text normalisation the run trains with (saved in checkpoints: a resume with
+    # another one would mix two input distributions in one adapter)
+    text_normalization: str = "none"
 
 
 def _pick_loss(cfg: TrainConfig, examples: list[TrainExample]) -> str:
@@ -348,6 +351,7 @@ def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
             peft_model.save_pretrained(str(tmp / "adapter"))
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
                         "history": state.history, "temperature": state.temperature,
+                        "text_normalization": state.text_normalization,
                         "torch_rng": rng, "torch_rng_per_process": rngs, "cuda_rng_per_process": cuda_rngs,
                         "num_processes": len(rngs)},
                        tmp / "trainer_state.pt")
@@ -395,6 +399,12 @@ def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
     if not isinstance(saved, dict) or not {"optimizer", "scheduler", "step", "history"} <= saved.keys():
         raise CheckpointError(f"{state_file} does not hold a trainer state (a dict with optimizer, scheduler, "
                               f"step and history); {restart}")
+    # a checkpoint from before the field was trained on texts as given
+    saved_norm = saved.get("text_normalization", "none")
+    if saved_norm != state.text_normalization:
+        raise CheckpointError(f"{state_file}: this run was started with text_normalization {saved_norm!r} and is "
+                              f"resumed with {state.text_normalization!r}; resume with --text-normalization "
+                              f"{saved_norm}, or {restart}")
     opt.load_state_dict(saved["optimizer"])
     sched.load_state_dict(saved["scheduler"])
     state.step, state.history = saved["step"], saved["history"]
@@ -436,7 +446,9 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     not depend on N. ``accelerator``: from ``make_accelerator`` (one is made when None; in a
     multi-process launch make it before loading the encoder). Only the main process writes the
     checkpoint (``<output_dir>.checkpoint``, every ``cfg.save_every`` steps) and the model; every
-    process resumes from the checkpoint. ``recipe`` is only recorded in the report. Returns the
+    process resumes from the checkpoint. Texts are normalised by ``encoder.config.text_normalization``
+    (through ``encoder.pooled``), which the saved model keeps; a checkpoint of a run with another
+    normalisation is refused (CheckpointError). ``recipe`` is only recorded in the report. Returns the
     report written to ``output_dir/train_report.json`` (the same in every process). Raises
     ConfigError for an impossible set-up (no examples, fewer examples than one step, KL without
     teacher scores, an encoder on another device than the process's).
@@ -475,7 +487,7 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     flops_warmup = int(cfg.flops_warmup_fraction * total)
-    state = TrainState()
+    state = TrainState(text_normalization=encoder.config.text_normalization)
     ckpt = Path(output_dir).with_name(Path(output_dir).name + ".checkpoint")
     from ..outputs import check_replaceable
 
