@@ -239,7 +239,8 @@ def _packaged_or_skip() -> Path:
 
 def test_packaged_minilm_weights_are_the_published_file():
     """sha256 of the bundled model.safetensors = the hub file's (docs/training.md#the-teacher-check)."""
-    from splare_lucene.train.teacher import MINILM_SHA256, sha256_file
+    from splare_lucene.engines.parts import sha256_file
+    from splare_lucene.train.teacher import MINILM_SHA256
 
     assert sha256_file(_packaged_or_skip() / "model.safetensors") == MINILM_SHA256
 

@@ -68,7 +68,7 @@ def test_overlapping_shard_directories_are_refused(tmp_path, tiny_model, no_java
     accepts the set (same job, every shard once), the id scan refuses it."""
     from splare_lucene.encoder import SplareEncoder
     from splare_lucene.engines.local import encode_local
-    from splare_lucene.engines.parts import ShardSpec, _sha256_file
+    from splare_lucene.engines.parts import ShardSpec, sha256_file
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"_id": f"d{i}", "text": f"text {i}"}) + "\n" for i in range(6)))
@@ -81,7 +81,7 @@ def test_overlapping_shard_directories_are_refused(tmp_path, tiny_model, no_java
     part.write_bytes(gzip.compress(gzip.decompress(part.read_bytes()) + first + b"\n"))
     manifest = next((tmp_path / "s1").glob("manifest.shard-*.json"))
     m = json.loads(manifest.read_text())
-    m["parts"][0].update(bytes=part.stat().st_size, sha256=_sha256_file(part))
+    m["parts"][0].update(bytes=part.stat().st_size, sha256=sha256_file(part))
     manifest.write_text(json.dumps(m))
     dirs = [tmp_path / "s0", tmp_path / "s1"]
     assert len(read_outputs(dirs).files) == 2  # without the scan: accepted

@@ -44,6 +44,7 @@ was encoded by the same model, quantization, corpus and shard count, and name mi
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -54,7 +55,7 @@ import secrets
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from ..errors import ConfigError, InputError
 from ..jsonl import MAX_EMPTY_IDS, SUMMARY_NAME, count_vector  # light: no torch, no JVM
@@ -90,17 +91,21 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
-    """Write ``data`` to ``path`` atomically: a unique temp file in ``tmp_dir`` (default: beside
-    ``path``; it must be on the same filesystem), fsync, rename, fsync of the directory. A crash
-    leaves either the old file or the new one, never a mix; concurrent writers of *different*
-    paths never collide (the temp name carries the pid and a random suffix)."""
+@contextlib.contextmanager
+def atomic_writer(path: Path, tmp_dir: Path | None = None) -> Iterator[BinaryIO]:
+    """``with atomic_writer(path) as f: f.write(...)``: the bytes go to a unique temp file in
+    ``tmp_dir`` (default: beside ``path``; it must be on the same filesystem), which is fsynced
+    and renamed over ``path`` when the block ends without error, then the directory is fsynced.
+    A crash or an exception leaves either the old file or none, never a half-written one (the
+    temp file is removed); concurrent writers of *different* paths never collide (the temp name
+    carries the pid and a random suffix). The file gets the usual mode (umask), unlike mkstemp's
+    0600."""
     tmp_dir = tmp_dir or path.parent
     tmp_dir.mkdir(parents=True, exist_ok=True)
     tmp = tmp_dir / f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -110,11 +115,18 @@ def atomic_write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> 
     _fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_writer`)."""
+    with atomic_writer(path, tmp_dir) as f:
+        f.write(data)
+
+
 def atomic_write_json(path: Path, obj: Any, tmp_dir: Path | None = None) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), tmp_dir)
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -849,7 +861,7 @@ def read_outputs(directories: Sequence[str | os.PathLike], *, verify: bool = Tru
                 if not file.is_file():
                     raise ConfigError(f"{file} is listed in {path.name} but missing; re-encode shard "
                                       f"{job.shard_id} with `splare-lucene encode ... --overwrite`")
-                if verify and (file.stat().st_size != rec.bytes or _sha256_file(file) != rec.sha256):
+                if verify and (file.stat().st_size != rec.bytes or sha256_file(file) != rec.sha256):
                     raise ConfigError(f"{file} does not match its checksum in {path.name} (modified or "
                                       f"damaged); re-encode shard {job.shard_id} with `splare-lucene "
                                       "encode ... --overwrite`")

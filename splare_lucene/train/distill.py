@@ -230,32 +230,19 @@ def corpus_embeddings(teacher, folder: Path, ids: Sequence[str], texts: Sequence
 
 
 def _write_lines_atomically(output: Path, lines: Iterable[str]) -> int:
-    """Write ``lines`` to a fresh temp file beside ``output`` (gzip when the name ends in .gz),
-    fsync, then rename over ``output``: a crash or an error leaves the old file (or none),
-    never a half-written one. Returns the bytes written."""
-    import secrets
+    """Write ``lines`` to ``output`` (gzip when the name ends in .gz) through
+    :func:`splare_lucene.engines.parts.atomic_writer`: a crash or an error leaves the old file
+    (or none), never a half-written one. Returns the bytes written."""
+    from ..engines.parts import atomic_writer
 
-    from ..engines.parts import _fsync_dir
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # a name of our own (pid + random), opened normally: mkstemp would leave the file mode 0600
-    tmp = output.parent / f".{output.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "wb") as raw:
-            sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if output.name.endswith(".gz") else raw
-            try:
-                for line in lines:
-                    sink.write(line.encode("utf-8"))
-            finally:
-                if sink is not raw:
-                    sink.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(output.parent)
+    with atomic_writer(output) as raw:
+        sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if output.name.endswith(".gz") else raw
+        try:
+            for line in lines:
+                sink.write(line.encode("utf-8"))
+        finally:
+            if sink is not raw:
+                sink.close()
     return output.stat().st_size
 
 

