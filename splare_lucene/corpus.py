@@ -170,7 +170,7 @@ def _validated(source: str, kind: str, allow_empty: bool, cls):
 
     Memory stays flat with the source's size but for 8 bytes per record: ids are remembered as
     64-bit hashes (:class:`~splare_lucene.idset.IdHashSet`; a dict of the ids themselves cost
-    about 130 bytes each), checked :data:`_READ_AHEAD` records at a time before any of them is
+    about 100 bytes each: benchmarks/reader_ids.py), checked :data:`_READ_AHEAD` records at a time before any of them is
     yielded. A hash seen before is confirmed by re-reading the source up to that record: a true
     repeat is refused naming the first line, a hash collision of two distinct ids (about
     ``n^2 / 2^65``) is let through. Errors come in stream order, as if each record were checked
@@ -194,7 +194,8 @@ def _validated(source: str, kind: str, allow_empty: bool, cls):
                 found, first_line = _first_occurrence(source, kind, rid, count)
                 if found:
                     first = f" (first at line {first_line})" if first_line else ""
-                    raise InputError(f"duplicate id {rid!r}{first}", where, line)
+                    raise InputError(f"duplicate id {rid!r}{first}; every record needs its own id: "
+                                     "remove the repeated record or give it another id", where, line)
             count += 1
             if not text.strip():
                 if allow_empty:

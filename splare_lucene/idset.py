@@ -1,8 +1,8 @@
 """Which ids of a stream were seen before, in 8 bytes per id: duplicate checks that scale.
 
 Readers refuse a repeated document or query id (:mod:`splare_lucene.corpus`). Keeping every id
-in a Python dict cost about 130 bytes per id (the string, the dict slot and the line number):
-0.13 MiB per 1,000 documents, 13 GB for a 100M-passage corpus, in every shard's process (each
+in a Python dict cost about 100 bytes per id (the string, the dict slot and the line number;
+benchmarks/reader_ids.py): 0.1 MiB per 1,000 documents, 10 GB for a 100M-passage corpus, in every shard's process (each
 reads the whole corpus to pick its 1/N). :class:`IdHashSet` keeps a 64-bit BLAKE2b hash of each
 id instead, in sorted numpy ``uint64`` runs merged like a binary counter (a log-structured
 merge): 8 bytes per id (800 MB at 100M ids), up to about three times that for a moment while

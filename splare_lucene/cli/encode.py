@@ -33,10 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ray.add_argument("--ray-address", default=None,
                      help="Ray cluster address (`auto`, or HOST:6379 as `ray start --head` prints); "
                      "default: start a local instance for this run")
-    ray.add_argument("--num-workers", type=positive_int, default=1, help="actors, each with one copy of the model")
-    ray.add_argument("--gpus-per-worker", type=non_negative_float, default=0.0,
+    # defaults None, filled in by run(): check_arguments refuses them without --engine ray
+    ray.add_argument("--num-workers", type=positive_int, default=None,
+                     help="actors, each with one copy of the model (default 1)")
+    ray.add_argument("--gpus-per-worker", type=non_negative_float, default=None,
                      help="GPUs per actor (default 0: CPU; 0.5: two actors per GPU)")
-    ray.add_argument("--cpus-per-worker", type=positive_float, default=1.0,
+    ray.add_argument("--cpus-per-worker", type=positive_float, default=None,
                      help="CPUs per actor, and its torch threads on the CPU (default 1)")
     add_runtime(p)
 
@@ -46,6 +48,14 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.shard_id >= args.num_shards:
         raise ArgumentCheckError(f"argument --shard-id: must be in [0, {args.num_shards - 1}] for "
                                  f"--num-shards {args.num_shards}, got {args.shard_id}")
+    if args.engine != "ray":
+        given = [flag for flag, value in (("--ray-address", args.ray_address), ("--num-workers", args.num_workers),
+                                          ("--gpus-per-worker", args.gpus_per_worker),
+                                          ("--cpus-per-worker", args.cpus_per_worker)) if value is not None]
+        if given:
+            raise ArgumentCheckError(f"argument {given[0]}: applies to --engine ray only (the local engine is "
+                                     "one process on --device); add --engine ray, or drop "
+                                     + ", ".join(given))
 
 
 def run(args) -> int:
@@ -69,8 +79,9 @@ def run(args) -> int:
     if args.engine == "ray":  # the actors load the model; this process never does
         from ..engines.ray import RayResources, encode_ray
 
-        resources = RayResources(args.ray_address, args.num_workers, args.gpus_per_worker,
-                                 args.cpus_per_worker)
+        resources = RayResources(args.ray_address, 1 if args.num_workers is None else args.num_workers,
+                                 0.0 if args.gpus_per_worker is None else args.gpus_per_worker,
+                                 1.0 if args.cpus_per_worker is None else args.cpus_per_worker)
         summary = encode_ray(args.model, args.corpus, args.output, shard=shard, part_size=part_size,
                              batch_size=args.batch_size, allow_empty=args.allow_empty,
                              model_name=args.model, overwrite=args.overwrite, device=args.device,
