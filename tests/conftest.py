@@ -3,6 +3,7 @@ SAE, and tiny SPLARE model directories built from them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -190,6 +191,27 @@ def tiny_demo_index(tiny_model, tmp_path_factory) -> Path:
     assert cli(["index", "--model", str(tiny_model), "--corpus", str(DEMO_DIR), "--index", str(root / "index"),
                 "--device", "cpu"]) == 0
     return root / "index"
+
+
+@contextlib.contextmanager
+def crash_after_checkpoint(monkeypatch):
+    """``with crash_after_checkpoint(monkeypatch): train(...)``: the trainer raises
+    KeyboardInterrupt right after it writes its first checkpoint (a run killed there; the block
+    expects it), and its real ``_save_checkpoint`` is back after the block."""
+    from splare_lucene.train import trainer
+
+    real_save = trainer._save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_crash)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(trainer, "_save_checkpoint", real_save)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -197,23 +197,15 @@ def test_trained_model_inherits_the_base_models_normalization(cased_models, tmp_
 
 
 def test_resuming_with_another_normalization_is_refused(cased_models, tmp_path, monkeypatch):
-    from splare_lucene.train import trainer as trainer_mod
+    from conftest import crash_after_checkpoint
     from splare_lucene.train.data import load_examples
     from splare_lucene.train.trainer import TrainConfig, train
 
     examples = load_examples(str(_examples(tmp_path / "ex.jsonl")), 1, seed=0)
     cfg = TrainConfig(batch_size=2, max_steps=2, save_every=1, lr=1e-2, lora_rank=4, temperature=10.0)
-    real_save = trainer_mod._save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_mod, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_checkpoint(monkeypatch):
         train(SplareEncoder.from_pretrained(cased_models["none"], device="cpu"), examples, cfg,
               tmp_path / "run", progress=False)
-    monkeypatch.setattr(trainer_mod, "_save_checkpoint", real_save)
     encoder = SplareEncoder.from_pretrained(cased_models["none"], device="cpu")
     encoder.config = encoder.config.replace(text_normalization="lowercase")
     with pytest.raises(CheckpointError, match="started with text_normalization 'none'.*--text-normalization none"):

@@ -140,6 +140,8 @@ def test_kl_without_scores_is_refused(tiny_model, tmp_path):
 
 
 def test_resume_continues_where_it_stopped(tiny_model, tmp_path, monkeypatch):
+    from conftest import crash_after_checkpoint
+
     data = _write_examples(tmp_path / "ex.jsonl", n=16)
     examples = load_examples(str(data), 1, seed=0)
     cfg = TrainConfig(batch_size=4, max_steps=4, save_every=2, lr=1e-2, lora_rank=4, temperature=10.0)
@@ -148,17 +150,9 @@ def test_resume_continues_where_it_stopped(tiny_model, tmp_path, monkeypatch):
     full = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, tmp_path / "ref",
                  progress=False)
 
-    real_save = trainer_mod._save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer_mod, "_save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_checkpoint(monkeypatch):
         train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
     assert (tmp_path / "run.checkpoint" / "trainer_state.pt").is_file() and not out.exists()
-    monkeypatch.setattr(trainer_mod, "_save_checkpoint", real_save)
     resumed = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
     assert resumed["steps"] == 4 and len(resumed["history"]) == 4
     for a, b in zip(full["history"], resumed["history"]):
