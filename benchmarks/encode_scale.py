@@ -133,8 +133,9 @@ def heap_census() -> dict[str, float]:
 
 
 def slope_per_1000(points: list[tuple[int, float]]) -> float:
-    """Least-squares slope of MiB against documents, in MiB per 1,000 documents (nan: < 2 points)."""
-    if len(points) < 2:
+    """Least-squares slope of MiB against documents, in MiB per 1,000 documents (nan: fewer than
+    two distinct document counts, e.g. a run of two parts whose samples all fell in the second)."""
+    if len({d for d, _ in points}) < 2:
         return float("nan")
     return statistics.linear_regression([d / 1000 for d, _ in points], [m for _, m in points]).slope
 
@@ -276,7 +277,8 @@ def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size:
             setattr(PartsDir, name, fn)
         local.encode_part = encode_part
         allocator.release_free_memory = release
-    after_first = [(d, m) for _, d, m in sampler.samples if d >= part_size]
+    samples = sampler.samples  # built once from the sampler's columns
+    after_first = [(d, m) for _, d, m in samples if d >= part_size]
     slopes = {kind: round(slope_per_1000([(d, m[kind]) for d, m in after_first]), 3)
               for kind in ("rss", "anon", "file")}
     overhead = sum(timers.values())
@@ -284,24 +286,24 @@ def long_encode(model: str, n_docs: int, work: Path, batch_size: int, part_size:
         "documents": summary.documents, "part_size": part_size, "seconds": round(seconds, 2),
         "docs_per_s": round(summary.documents / seconds, 2),
         "rss_after_first_part_mib": round(after_first[0][1]["rss"], 1) if after_first else None,
-        "rss_end_mib": round(sampler.samples[-1][2]["rss"], 1),
-        "rss_max_mib": round(max(m["rss"] for _, _, m in sampler.samples), 1),
+        "rss_end_mib": round(samples[-1][2]["rss"], 1),
+        "rss_max_mib": round(max(m["rss"] for _, _, m in samples), 1),
         "rss_slope_mib_per_1000_docs": slopes["rss"],
         "anon_after_first_part_mib": round(after_first[0][1]["anon"], 1) if after_first else None,
-        "anon_end_mib": round(sampler.samples[-1][2]["anon"], 1),
+        "anon_end_mib": round(samples[-1][2]["anon"], 1),
         "anon_slope_mib_per_1000_docs": slopes["anon"],
         "anon_band_after_first_part_mib": [round(min(m["anon"] for _, m in after_first), 1),
                                            round(max(m["anon"] for _, m in after_first), 1)] if after_first else None,
         "release_free_memory_seconds": round(trim_seconds[0], 4),
         "file_after_first_part_mib": round(after_first[0][1]["file"], 1) if after_first else None,
-        "file_end_mib": round(sampler.samples[-1][2]["file"], 1),
+        "file_end_mib": round(samples[-1][2]["file"], 1),
         "file_slope_mib_per_1000_docs": slopes["file"],
-        "rss_by_progress": _by_progress(sampler.samples),
+        "rss_by_progress": _by_progress(samples),
         "census_by_part": census,
         "census_slopes_after_first_part": {
             key: round(slope_per_1000([(d, c[key]) for d, c in census[1:]]), 4)
             for key in (census[0][1] if census else {}) if len(census) > 2},
-        "samples": len(sampler.samples),
+        "samples": len(samples),
         "parts_seconds": {k: round(v, 3) for k, v in timers.items()},
         "parts_overhead_fraction": round(overhead / seconds, 5),
     }

@@ -17,7 +17,6 @@ Backbone references (``resolve_backbone``):
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -84,19 +83,13 @@ def _smollm2_gguf() -> Path:
 PYPI_BACKBONES = {"pypi:gemma3-270m": _gemma3_270m_gguf, "pypi:smollm2-135m": _smollm2_gguf}
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def convert_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file once into ``cache_dir()/backbones/<stem>-<sha>`` (safetensors)."""
     gguf = Path(gguf)
+    from .engines.parts import sha256_file
+
     # "-v2": v1 caches lacked embed_tokens.weight (see below) and must not be reused.
-    target = cache_dir() / "backbones" / f"{gguf.stem}-{_file_digest(gguf)}-v2"
+    target = cache_dir() / "backbones" / f"{gguf.stem}-{sha256_file(gguf)[:16]}-v2"
     if (target / "config.json").is_file():
         return target
     logger.info("converting %s to safetensors in %s (once; about a minute on CPU)", gguf, target)
