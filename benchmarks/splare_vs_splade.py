@@ -6,8 +6,10 @@ Systems, all on Gemma-3-270m (multilingual, from PyPI):
   splare-ft      SPLARE fine-tuned: LoRA on layers 0..11, SAE frozen
   splade-ft      vocabulary twin: LoRA on all 18 layers, the model's own LM head, same recipe
 
-The fine-tuned systems share one recipe and budget (InfoNCE with in-batch + 1 BM25 hard negative,
-FLOPS 1e-4 on queries and documents, same steps, batch, lengths, learning rate, seed) on
+The fine-tuned systems share one recipe and budget (by default InfoNCE with in-batch + 1 BM25 hard
+negative; with ``--loss kl --train FILE.jsonl`` KL distillation from the teacher scores of a
+``splare-lucene distill-data`` file, ``--negatives`` of its candidates per query; FLOPS 1e-4 on
+queries and documents, same steps, batch, lengths, learning rate, seed, text normalisation) on
 ../shared/data/squad-train. Evaluation uses collections not used for training: cranfield (English)
 and tatoeba-xl X->English (cross-lingual). Reports nDCG@10, R@100, mean non-zeros per query and
 document, and index size.
@@ -39,20 +41,22 @@ def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
         wanted = {"max_steps": args.steps, "batch_size": args.batch_size, "lr": lr, "seed": args.seed,
                   "train_top_k": kind == "vocab" and args.vocab_train_top_k,
                   "temperature": args.temperature, "doc_max_length": args.doc_max_length,
-                  "lora_rank": args.lora_rank}
+                  "lora_rank": args.lora_rank, "loss": args.loss, "negatives": args.negatives}
         differs = {k: (cfg.get(k), v) for k, v in wanted.items() if cfg.get(k) != v}
         if differs:
             raise SystemExit(f"{out} was trained with another recipe ({differs}: saved, asked); "
                              "remove it or pass another --out")
         return out, report.get("seconds_this_run", 0.0)
-    base = ["train", "--data", args.train, "--output", str(out), "--overwrite", "--loss", "infonce",
-            "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--negatives", "1",
+    base = ["train", "--data", args.train, "--output", str(out), "--overwrite", "--loss", args.loss,
+            "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--negatives", str(args.negatives),
             "--max-queries", str(args.steps * args.batch_size),
             "--lr", str(lr),
             "--lora-rank", str(args.lora_rank), "--lora-alpha", str(2 * args.lora_rank),
             "--query-max-length", "32", "--doc-max-length", str(args.doc_max_length),
             "--temperature", str(args.temperature), "--flops-query", "1e-4", "--flops-doc", "1e-4",
             "--seed", str(args.seed), "--threads", "2", "--device", "cpu", "--save-every", "25"]
+    if args.text_normalization:
+        base += ["--text-normalization", args.text_normalization]
     if kind == "splare":
         base[1:1] = ["--model", str(args.base_model)]
     else:
@@ -66,7 +70,12 @@ def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
-    ap.add_argument("--train", default=None, help="training BEIR folder (default: DATA/squad-train)")
+    ap.add_argument("--train", default=None,
+                    help="training BEIR folder (default: DATA/squad-train) or a distill-data JSONL (--loss kl)")
+    ap.add_argument("--loss", choices=["infonce", "kl"], default="infonce")
+    ap.add_argument("--negatives", type=int, default=1, help="negatives per query (train --negatives)")
+    ap.add_argument("--text-normalization", choices=["none", "lowercase"], default=None,
+                    help="train --text-normalization for both fine-tuned systems (default: the base's)")
     ap.add_argument("--base-model", default=None, help="untrained SPLARE model dir (default: assembled from the default SAE)")
     ap.add_argument("--languages", default="deu,fra,spa,rus,cmn,ara")
     ap.add_argument("--english", default="cranfield")
@@ -165,14 +174,18 @@ def main() -> None:
         xr = sum(results[f"{system}|{c}"]["metrics"]["R@100"] for c in xl) / max(1, len(xl))
         summary.append(f"| {system} | {en:.4f} | {xn:.4f} | {xr:.4f} |")
     elapsed = time.time() - started
+    recipe = (f"KL over the positive + {args.negatives} teacher-scored negatives per query from {Path(args.train).name}"
+              if args.loss == "kl" else
+              f"{args.negatives} BM25 negative{'s' if args.negatives > 1 else ''} + in-batch")
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0].replace(str(REPO) + "/", "")] + sys.argv[1:])
     text = "\n".join([
         "# SPLARE vs its vocabulary twin (SPLADE) at small scale, CPU", "",
         f"Command: `{command}`  ", f"Seed {args.seed}; {args.steps} steps x batch {args.batch_size} "
-        f"(1 BM25 negative + in-batch), doc length {args.doc_max_length}, lr {args.lr} "
+        f"({recipe}), doc length {args.doc_max_length}, lr {args.lr} "
         f"(vocabulary twin {args.vocab_lr}{', top-k in training' if args.vocab_train_top_k else ''}), "
         f"LoRA rank {args.lora_rank}, "
-        f"InfoNCE temperature {args.temperature}, FLOPS 1e-4/1e-4.  ",
+        f"{'KL' if args.loss == 'kl' else 'InfoNCE'} temperature {args.temperature}, FLOPS 1e-4/1e-4"
+        f"{', text normalisation ' + args.text_normalization if args.text_normalization else ''}.  ",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
         f"this invocation took {elapsed / 60:.1f} min; compute over all invocations (results are cached "
         f"and resumed): training {json.dumps({k: round(v) for k, v in train_seconds.items()})} s, "

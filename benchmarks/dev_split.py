@@ -1,0 +1,145 @@
+"""The dev collection on which the default model's recipe is chosen (issue 12): a small BEIR folder
+cut from squad-train's *held-out* queries, never from any test collection.
+
+Which queries: ``distill-data --holdout H`` holds out every query whose positive passage ``p``
+has ``holdout_rank(p) < H`` (:func:`splare_lucene.train.distill.holdout_rank`: sha256 of the
+passage id); no training file it writes contains them or their passages. This script takes the
+same rule (``--holdout``, default 0.05, the value the default recipe's training file uses) and
+keeps ``--queries`` of those queries (default 200): the ones with the smallest sha256 of their
+query id, so the choice is deterministic and independent of the machine.
+
+Which documents (``--documents``, default 800):
+  1. every positive passage of the kept queries;
+  2. ``--siblings`` (default 2) other passages of the same Wikipedia article per positive
+     (SQuAD ids are ``sq-<article>-<paragraph>``): the hard distractors, on the query's topic;
+  3. filled up to ``--documents`` with the passages of smallest sha256(id) not taken yet.
+Siblings and fill passages may have been seen in training (as positives or negatives of other
+queries); the dev *queries* and their *positives* were not.
+
+Output: ``OUT/corpus.jsonl``, ``OUT/queries.jsonl``, ``OUT/qrels/dev.tsv`` and
+``OUT/dev_split.json`` (the settings and counts), written to a temporary folder and renamed into
+place. Evaluate a model on it with::
+
+    splare-lucene evaluate --model M --collection build/dev/squad-dev --split dev --bm25
+
+Usage: ``python benchmarks/dev_split.py [--source ../shared/data/squad-train] [--output
+build/dev/squad-dev]`` (a few seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from splare_lucene.corpus import read_documents, read_queries  # noqa: E402
+from splare_lucene.train.distill import holdout_rank  # noqa: E402
+from splare_lucene.evaluate import read_qrels  # noqa: E402
+from splare_lucene.train.distill import qrels_file  # noqa: E402
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _article(doc_id: str) -> str:
+    """``sq-000-015`` -> ``sq-000`` (the SQuAD article); other ids are their own article."""
+    parts = doc_id.rsplit("-", 1)
+    return parts[0] if len(parts) == 2 else doc_id
+
+
+def build(source: Path, output: Path, *, holdout: float, n_queries: int, n_documents: int,
+          siblings: int) -> dict:
+    qrels = read_qrels(qrels_file(source, "train"))
+    docs = {d.id: d for d in read_documents(str(source))}
+    queries = {q.id: q for q in read_queries(str(source)) if q.id in qrels}
+    held = []
+    for qid, judged in qrels.items():
+        positives = sorted(d for d, rel in judged.items() if rel > 0 and d in docs)
+        if not positives or qid not in queries:
+            continue
+        best = max(judged[d] for d in positives)
+        written = min(d for d in positives if judged[d] == best)  # distill-data's "written positive"
+        if holdout_rank(written) < holdout:
+            held.append(qid)
+    if len(held) < n_queries:
+        raise SystemExit(f"only {len(held)} held-out queries at --holdout {holdout}; lower --queries")
+    kept = sorted(held, key=_hash)[:n_queries]
+    positives = sorted({d for q in kept for d, rel in qrels[q].items() if rel > 0 and d in docs})
+    by_article = defaultdict(list)
+    for doc_id in docs:
+        by_article[_article(doc_id)].append(doc_id)
+    chosen = dict.fromkeys(positives)
+    for pid in positives:
+        others = sorted((d for d in by_article[_article(pid)] if d not in chosen), key=_hash)
+        chosen.update(dict.fromkeys(others[:siblings]))
+    n_siblings = len(chosen) - len(positives)
+    if len(chosen) > n_documents:
+        raise SystemExit(f"{len(chosen)} positives and siblings exceed --documents {n_documents}")
+    for doc_id in sorted(docs, key=_hash):
+        if len(chosen) >= n_documents:
+            break
+        chosen.setdefault(doc_id)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
+    try:
+        (tmp / "qrels").mkdir()
+        with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
+            for doc_id in sorted(chosen):
+                d = docs[doc_id]
+                f.write(json.dumps({"_id": d.id, "title": "", "text": d.text}, ensure_ascii=False) + "\n")
+        with open(tmp / "queries.jsonl", "w", encoding="utf-8") as f:
+            for qid in sorted(kept):
+                f.write(json.dumps({"_id": qid, "text": queries[qid].text}, ensure_ascii=False) + "\n")
+        with open(tmp / "qrels" / "dev.tsv", "w", encoding="utf-8") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            for qid in sorted(kept):
+                for doc_id, rel in sorted(qrels[qid].items()):
+                    if rel > 0 and doc_id in chosen:
+                        f.write(f"{qid}\t{doc_id}\t{rel}\n")
+        meta = {"source": str(source), "holdout": holdout, "queries": len(kept), "held_out_queries": len(held),
+                "documents": len(chosen), "positives": len(positives), "siblings": n_siblings,
+                "fill": len(chosen) - len(positives) - n_siblings, "siblings_per_positive": siblings,
+                "rule": "queries: held out by distill-data's rule (holdout_rank(positive id) < holdout), the "
+                        "n with smallest sha256(query id); documents: positives, then per positive the "
+                        "siblings of its article with smallest sha256(id), then fill by sha256(id)"}
+        (tmp / "dev_split.json").write_text(json.dumps(meta, indent=2) + "\n")
+        os.chmod(tmp, 0o755)
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data" / "squad-train")
+    p.add_argument("--output", type=Path, default=ROOT / "build" / "dev" / "squad-dev")
+    p.add_argument("--holdout", type=float, default=0.05,
+                   help="the distill-data --holdout of the training file (default 0.05)")
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--documents", type=int, default=800)
+    p.add_argument("--siblings", type=int, default=2)
+    args = p.parse_args(argv)
+    meta = build(args.source, args.output, holdout=args.holdout, n_queries=args.queries,
+                 n_documents=args.documents, siblings=args.siblings)
+    print(json.dumps(meta, indent=2))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
