@@ -42,9 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from splare_lucene.corpus import read_documents, read_queries  # noqa: E402
-from splare_lucene.train.distill import holdout_rank  # noqa: E402
 from splare_lucene.evaluate import read_qrels  # noqa: E402
-from splare_lucene.train.distill import qrels_file  # noqa: E402
+from splare_lucene.train.distill import holdout_rank, qrels_file, written_positive  # noqa: E402
 
 
 def _hash(key: str) -> str:
@@ -64,12 +63,8 @@ def build(source: Path, output: Path, *, holdout: float, n_queries: int, n_docum
     queries = {q.id: q for q in read_queries(str(source)) if q.id in qrels}
     held = []
     for qid, judged in qrels.items():
-        positives = sorted(d for d, rel in judged.items() if rel > 0 and d in docs)
-        if not positives or qid not in queries:
-            continue
-        best = max(judged[d] for d in positives)
-        written = min(d for d in positives if judged[d] == best)  # distill-data's "written positive"
-        if holdout_rank(written) < holdout:
+        written, _ = written_positive(judged, docs)  # the key distill-data holds a query out by
+        if written is not None and qid in queries and holdout_rank(written) < holdout:
             held.append(qid)
     if len(held) < n_queries:
         raise SystemExit(f"only {len(held)} held-out queries at --holdout {holdout}; lower --queries")

@@ -172,8 +172,12 @@ def qrels_file(folder: Path, split: str) -> Path:
     return path
 
 
-def _positive(judged: dict[str, int], in_corpus: dict[str, int]) -> tuple[str | None, list[str]]:
-    """(the written positive, every judged positive in the corpus): most relevant, then smallest id."""
+def written_positive(judged: dict[str, int], in_corpus) -> tuple[str | None, list[str]]:
+    """(the written positive, every judged positive in the corpus): most relevant, then smallest id.
+
+    ``judged``: one query's qrels {doc id: relevance}; ``in_corpus``: a container of the corpus's
+    doc ids. The written positive is also the key of the held-out rule (:func:`holdout_rank`), so
+    a dev split cut elsewhere (benchmarks/dev_split.py) calls this to hold out the same queries."""
     positives = sorted((d for d, rel in judged.items() if rel > 0 and d in in_corpus),
                        key=lambda d: (-judged[d], d))
     return (positives[0] if positives else None), positives
@@ -277,7 +281,7 @@ def write_distillation_data(folder: str | os.PathLike, output: str | os.PathLike
     chosen: dict[str, tuple[str, list[str]]] = {}  # qid -> (written positive, all positives)
     held_out: list[str] = []
     for qid in sorted(queries):
-        pos, positives = _positive(qrels[qid], position)
+        pos, positives = written_positive(qrels[qid], position)
         if pos is None:
             counts["skipped_no_positive"] += 1
         elif qid in options.exclude:
