@@ -25,6 +25,9 @@ the chosen cell with the model's own setting over the same queries.
     python benchmarks/top_k_grid.py --candidate shipped=default \\
         --query-top-k 40,64,100,0 --doc-top-k 400,800,1600,0 --out benchmarks/results/top_k_grid
 
+Sized for dev splits: the uncut encodings are dense, documents x latents x 4 bytes (800 x 8,192:
+26 MB; 1,000 documents of a 131k-latent SAE: 0.5 GB), and each document cut makes a float64 copy.
+
 ``0`` means no cut (every non-zero latent). Encodings are cached as ``.npy`` under ``--cache``
 (keyed by the model fingerprint and the collection), so a finer grid or another transform of
 the queries costs only the scoring. ``--query-transform upper|title`` reports (never chooses) how
