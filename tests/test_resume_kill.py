@@ -41,6 +41,11 @@ tqdm.tqdm.monitor_interval = 0  # no tqdm monitor thread: a lock it holds at for
 # loader) is done before forking; OMP_NUM_THREADS=1 keeps torch from starting a thread pool that
 # a forked child could not use.
 SplareEncoder.from_pretrained(sys.argv[1], device="cpu")
+# tqdm's default write lock includes a multiprocessing RLock, a semaphore every forked child shares:
+# a child SIGKILLed while drawing a bar (transformers' "Loading weights") died holding it and hung
+# every later child. A threading lock is copied, unheld, into each child instead.
+import threading
+tqdm.tqdm.set_lock(threading.RLock())
 for line in sys.stdin:
     argv = json.loads(line)
     pid = os.fork()
