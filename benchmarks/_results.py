@@ -1,5 +1,6 @@
-"""Shared by the benchmark scripts: summarising timings (:func:`percentile`) and writing a
-benchmark's figures: ``OUT.json`` (every number) and ``OUT.md`` (the table), printed too."""
+"""Shared by the benchmark scripts: summarising timings (:func:`percentile`), reading
+``--candidate NAME=MODEL`` options (:func:`parse_candidates`) and writing a benchmark's figures:
+``OUT.json`` (every number) and ``OUT.md`` (the table), printed too."""
 
 from __future__ import annotations
 
@@ -23,3 +24,15 @@ def percentile(values: list[float], q: float) -> float:
     (index ``round(q / 100 * (n - 1))``: a measured value, never an interpolation between two)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def parse_candidates(specs: list[str]) -> list[tuple[str, str]]:
+    """``["name=MODEL", ...]`` (repeated ``--candidate`` options) -> ``[(name, model), ...]``.
+    Raises SystemExit naming the spec that is not ``NAME=MODEL``."""
+    candidates = []
+    for spec in specs:
+        name, sep, model = spec.partition("=")
+        if not sep or not name or not model:
+            raise SystemExit(f"--candidate {spec!r}: expected NAME=MODEL")
+        candidates.append((name, model))
+    return candidates

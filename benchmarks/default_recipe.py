@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _results import write_results  # noqa: E402
+from _results import parse_candidates, write_results  # noqa: E402
 
 MEASURES = ["nDCG@10", "RR@10", "R@100"]
 
@@ -97,12 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (args.dev / "qrels" / "dev.tsv").is_file():
         raise SystemExit(f"no dev split at {args.dev}: run python benchmarks/dev_split.py first")
-    candidates = []
-    for spec in args.candidate:
-        name, sep, model = spec.partition("=")
-        if not sep or not name or not model:
-            raise SystemExit(f"--candidate {spec!r}: expected NAME=MODEL")
-        candidates.append((name, model))
+    candidates = parse_candidates(args.candidate)
 
     from splare_lucene.cli.main import main as cli
     from splare_lucene.evaluate import paired_test

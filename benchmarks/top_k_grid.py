@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _results import write_results  # noqa: E402
+from _results import parse_candidates, write_results  # noqa: E402
 
 TRANSFORMS = {"none": lambda s: s, "upper": str.upper, "title": str.title}
 
@@ -130,11 +130,11 @@ def grid_for(name: str, model: str, args, collection, queries, qrels) -> dict:
                              f"{name}: queries ({transform})")
             np.save(q_file, Q)
         cells = {}
+        query_cuts = {qk: cut_and_quantize(Q, qk, config.quantization_scale) for qk in args.query_top_k}
         for dk in args.doc_top_k:
             Dc = cut_and_quantize(D, dk, config.quantization_scale)
             d_nnz = float((Dc > 0).sum(1).mean())
-            for qk in args.query_top_k:
-                Qc = cut_and_quantize(Q, qk, config.quantization_scale)
+            for qk, Qc in query_cuts.items():
                 scores = Qc @ Dc.T
                 run = {}
                 for i, query in enumerate(queries):
@@ -144,7 +144,6 @@ def grid_for(name: str, model: str, args, collection, queries, qrels) -> dict:
                 metrics, rows = evaluate(run, qrels, args.measures)
                 per_query = {qid: v for qid, m, v in rows if m == args.measures[0]}
                 q_nnz = float((Qc > 0).sum(1).mean())
-                first = args.measures[0]
                 cells[f"{qk}/{dk}"] = {
                     "query_top_k": qk, "doc_top_k": dk, "metrics": metrics,
                     "query_nnz": round(q_nnz, 1), "doc_nnz": round(d_nnz, 1), "cost": round(q_nnz * d_nnz),
@@ -211,13 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=ROOT / "build" / "top-k-grid")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "top_k_grid"))
     args = p.parse_args(argv)
-    args.measures = [m.strip() for m in args.measures.split(",") if m.strip()]
-    candidates = []
-    for spec in args.candidate:
-        name, sep, model = spec.partition("=")
-        if not sep or not name or not model:
-            raise SystemExit(f"--candidate {spec!r}: expected NAME=MODEL")
-        candidates.append((name, model))
+    from splare_lucene.evaluate import split_measures
+
+    args.measures = split_measures(args.measures)
+    candidates = parse_candidates(args.candidate)
     qrels_file = args.collection / "qrels" / f"{args.split}.tsv"
     if not qrels_file.is_file():
         default = ROOT / "build" / "dev" / "squad-dev"
