@@ -246,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         pv = r["p_chosen_vs_own"]
         lines += [f"Chosen: query top-k {c['query_top_k'] or 'all'}, document top-k {c['doc_top_k'] or 'all'} "
                   f"({first} {c['metrics'][first]:.4f}; {c['query_nnz']} x {c['doc_nnz']} mean non-zeros"
-                  + ("" if pv is None else f"; paired t-test vs own setting p = {pv:.3g}") + ").", ""]
+                  + ("" if pv is None else f"; paired t-test vs own setting p = {pv:.3g}") + "). "
+                  f"Apply it with `splare-lucene configure --model {r['model']} --output DIR --query-top-k "
+                  f"{c['query_top_k']} --doc-top-k {c['doc_top_k']}`.", ""]
     cache = args.cache.resolve()
     cache = cache.relative_to(ROOT) if cache.is_relative_to(ROOT) else cache
     lines.append(f"Seconds: {time.time() - start:.0f} (encodings cached under {cache})")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["encode", "index", "search", "encode-queries", "train-sae", "assemble"]
+COMMANDS = ["encode", "index", "search", "encode-queries", "train-sae", "assemble", "configure"]
 HEAVY = ["torch", "transformers", "jnius", "jnius_config", "pyserini"]
 
 

@@ -1,5 +1,6 @@
-"""The shipped default model was trained with the recipe `make default-model` runs (TRAIN_RECIPE),
-so that the Makefile really reproduces it."""
+"""The shipped default model was trained with the recipe `make default-model` runs (TRAIN_RECIPE)
+and carries the inference settings it applies (DEFAULT_SETTINGS), so that the Makefile really
+reproduces it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ FLAG_TO_CONFIG = {"--loss": "loss", "--temperature": "temperature", "--max-steps
                   "--flops-query": "flops_query", "--flops-doc": "flops_doc", "--seed": "seed"}
 
 
-def _train_recipe() -> dict[str, str]:
+def _train_recipe(variable: str = "TRAIN_RECIPE") -> dict[str, str]:
     text = (REPO / "Makefile").read_text().replace("\\\n", " ")
-    recipe = re.search(r"^TRAIN_RECIPE\s*=\s*(.+)$", text, re.M).group(1)
+    recipe = re.search(rf"^{variable}\s*=\s*(.+)$", text, re.M).group(1)
     words = shlex.split(recipe)
     return {w: words[i + 1] for i, w in enumerate(words) if w.startswith("--") and i + 1 < len(words)
             and not words[i + 1].startswith("--")}
@@ -35,3 +36,11 @@ def test_shipped_default_was_trained_with_the_makefile_recipe():
         assert (str(got) == want if isinstance(got, str) else float(got) == float(want)), (flag, got, want)
     assert report["steps"] == int(recipe["--max-steps"])
     assert report["examples"] == int(recipe["--max-queries"])
+
+
+def test_shipped_default_has_the_makefile_inference_settings():
+    settings = _train_recipe("DEFAULT_SETTINGS")
+    config = json.loads((REPO / "splare_lucene/assets/default/splare_config.json").read_text())
+    assert settings == {"--query-top-k": str(config["query"]["top_k"]),
+                        "--doc-top-k": str(config["document"]["top_k"]),
+                        "--text-normalization": config["text_normalization"]}

@@ -208,3 +208,9 @@ def test_help_is_light(command):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_large_lucene_score_prints_in_full():
+    from splare_lucene.explain.render import score_text
+
+    assert score_text(1752640.0) == "1752640" and score_text(12.5) == "12.5"

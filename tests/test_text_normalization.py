@@ -98,7 +98,7 @@ def test_old_config_without_the_field_loads_as_none_and_keeps_its_fingerprint(ti
     assert model_fingerprint(legacy, config) == model_fingerprint(tiny_model, SplareConfig.load(tiny_model))
 
 
-def test_shipped_default_model_config_loads_as_none():
+def test_shipped_default_model_config_loads_as_written():
     raw = json.loads((DEFAULT_MODEL_DIR / CONFIG_NAME).read_text())
     config = SplareConfig.load(DEFAULT_MODEL_DIR)
     assert config.text_normalization == raw.get("text_normalization", "none")

@@ -31,6 +31,8 @@ COMMANDS = {
     "train-sae": ("train_sae", "train a TopK SAE on a backbone's layer-L activations"),
     "adapt": ("adapt", "bidirectional-attention adaptation (masked next-token prediction) with LoRA"),
     "assemble": ("assemble", "assemble a SPLARE model directory from a backbone and an SAE"),
+    "configure": ("configure", "copy a model directory with other inference settings (top-k, lengths, "
+                  "quantization scale, text normalisation)"),
     "label-latents": ("label_latents", "label a model's latents: top contexts over a corpus, or a Neuronpedia import"),
     "explain": ("explain", "explain a query's latents and a document's score, latent by latent (text, json, html)"),
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 from html import escape
 
 from .records import Explanation, TextTokens, TokenHit
+from .render import score_text
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2330;max-width:1100px}
@@ -123,7 +124,7 @@ def render_html(e: Explanation) -> str:
              f'{escape(str(e.model_fingerprint))} &middot; labels: '
              f'{escape(e.labels_source) if e.labels_source else "none (splare-lucene label-latents)"}</div>']
     if has_doc:
-        lucene = (f" &middot; Lucene&rsquo;s score {e.lucene_score:g}" if e.lucene_score is not None else "")
+        lucene = (f" &middot; Lucene&rsquo;s score {score_text(e.lucene_score)}" if e.lucene_score is not None else "")
         parts.append(f'<div class="score" id="score">score <b>{e.score}</b> = sum of query impact &times; '
                      f"document impact over {len(e.shared)} shared latents{lucene}</div>")
     parts.append('<section id="query"><h2>Query</h2>'

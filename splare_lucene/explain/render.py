@@ -10,6 +10,13 @@ from .records import Explanation, TokenHit
 FORMATS = ("text", "json", "html")
 
 
+def score_text(score: float) -> str:
+    """A Lucene score as written: an integer-valued one (impact scores below 2**24, exact in
+    float32) in full, e.g. 1752640, where ``:g`` would round it to 1.75264e+06; else ``repr``."""
+    score = float(score)
+    return str(int(score)) if score.is_integer() else repr(score)
+
+
 def render(explanation: Explanation, fmt: str) -> str:
     """``fmt``: one of :data:`FORMATS`; raises ConfigError for another."""
     if fmt == "text":
@@ -46,7 +53,7 @@ def render_text(e: Explanation, max_query_latents: int = 20) -> str:
     where = f"{e.doc_id} ({'from the index' if e.doc_source == 'index' else 'encoded here'})" \
         if e.doc_id else ("given text" if e.doc_source == "text" else e.doc_source)
     lines += ["", f"document: {where}: {doc[:200]}{'...' if len(doc) > 200 else ''}"]
-    lucene = f"; Lucene's score: {e.lucene_score:g}" if e.lucene_score is not None else ""
+    lucene = f"; Lucene's score: {score_text(e.lucene_score)}" if e.lucene_score is not None else ""
     lines.append(f"score = sum of q_impact x d_impact over {len(e.shared)} shared latents = {e.score}{lucene}")
     lines.append(f"  {'latent':<8} {'q_imp':>6} {'d_imp':>6} {'product':>8} {'share':>6}  {'label':<28} "
                  "query tokens | document tokens")

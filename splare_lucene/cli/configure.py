@@ -1,0 +1,39 @@
+"""splare-lucene configure: a copy of a model directory with other inference settings."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import TEXT_NORMALIZATIONS
+from .common import add_model
+from .options import non_negative_int, positive_float, positive_int
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model(p)
+    p.add_argument("--output", required=True, help="model directory to create (a copy of --model)")
+    p.add_argument("--query-top-k", type=non_negative_int,
+                   help="latents kept per query (0: every non-zero one); e.g. the cell "
+                   "benchmarks/top_k_grid.py chose on a dev split")
+    p.add_argument("--doc-top-k", type=non_negative_int, help="latents kept per document (0: every one)")
+    p.add_argument("--query-max-length", type=positive_int, help="tokens read per query")
+    p.add_argument("--doc-max-length", type=positive_int, help="tokens read per document")
+    p.add_argument("--quantization-scale", type=positive_float,
+                   help="impact = round(weight x scale); indexes built at another scale do not mix")
+    p.add_argument("--text-normalization", choices=TEXT_NORMALIZATIONS,
+                   help="how queries and documents are rewritten before tokenization (lowercase: "
+                   "case-insensitive). A trained adapter read with another value than it was trained "
+                   "with sees other texts: measure it first (docs/training.md)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output model directory")
+
+
+def run(args) -> int:
+    from ..encoder import model_fingerprint
+    from ..reconfigure import SETTINGS, reconfigure, setting
+
+    changes = {key: getattr(args, key) for key in SETTINGS}
+    out, old, new = reconfigure(args.model, args.output, overwrite=args.overwrite, **changes)
+    diff = [f"{key} {setting(old, key)} -> {setting(new, key)}" for key in SETTINGS
+            if setting(old, key) != setting(new, key)]
+    print(f"model directory written to {out} ({'; '.join(diff)}); fingerprint {model_fingerprint(out, new)}")
+    return 0

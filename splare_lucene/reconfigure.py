@@ -1,0 +1,130 @@
+"""A copy of a model directory with other inference settings: top-k, lengths, quantization scale,
+text normalisation. The weights (backbone reference, SAE, adapters) are copied unchanged.
+
+This is how a cut chosen by ``benchmarks/top_k_grid.py`` (or any setting measured on a dev split)
+becomes a model: ``splare-lucene configure --model M --output DIR --query-top-k 150``. The new
+directory has its own fingerprint (the config is hashed), so its indexes are never confused with
+the original's.
+
+Latent labels (``latent_labels.json``) follow the copy: they come from per-token activations,
+which top-k, lengths and quantization do not touch, so they are re-stamped with the new
+fingerprint. A change of ``text_normalization`` changes the texts the model reads, hence the
+activations: the labels are copied as they are (``explain`` then warns that they were built for
+another model) and a warning says to run ``label-latents``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from .config import TEXT_NORMALIZATIONS, SplareConfig
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# option name -> (config side or None, field)
+SETTINGS = {
+    "query_top_k": ("query", "top_k"),
+    "doc_top_k": ("document", "top_k"),
+    "query_max_length": ("query", "max_length"),
+    "doc_max_length": ("document", "max_length"),
+    "quantization_scale": (None, "quantization_scale"),
+    "text_normalization": (None, "text_normalization"),
+}
+
+
+def setting(config: SplareConfig, key: str):
+    """The value of setting ``key`` (a key of :data:`SETTINGS`) in ``config``."""
+    side, field = SETTINGS[key]
+    return getattr(getattr(config, side) if side else config, field)
+
+
+def changed_config(config: SplareConfig, **changes) -> SplareConfig:
+    """``config`` with ``changes`` (keys of :data:`SETTINGS`; None = keep) applied.
+
+    Raises:
+        ConfigError: an unknown key, an unknown ``text_normalization``, or a value the config
+            refuses (e.g. a negative top-k).
+    """
+    unknown = sorted(set(changes) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown settings {unknown}; known: {sorted(SETTINGS)}")
+    if changes.get("text_normalization") not in (None, *TEXT_NORMALIZATIONS):
+        raise ConfigError(f"text_normalization must be one of {list(TEXT_NORMALIZATIONS)}; "
+                          f"got {changes['text_normalization']!r}")
+    sides = {"query": config.query, "document": config.document}
+    top: dict = {}
+    for key, value in changes.items():
+        if value is None:
+            continue
+        side, field = SETTINGS[key]
+        if side is None:
+            top[field] = value
+        else:
+            sides[side] = dataclasses.replace(sides[side], **{field: value})
+    return config.replace(query=sides["query"], document=sides["document"], **top)
+
+
+def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrite: bool = False,
+                **changes) -> tuple[Path, SplareConfig, SplareConfig]:
+    """Write a copy of ``model`` (a directory, 'default' or a hub id) to ``output`` with
+    ``changes`` (see :func:`changed_config`) in its config.
+
+    The copy is built in a temporary directory beside ``output`` and renamed into place, so a
+    failure leaves no half-written model. Returns (output directory, old config, new config).
+
+    Raises:
+        ConfigError: nothing would change; ``output`` is the model itself or exists without
+            ``overwrite`` (or is not a model directory); a bad setting.
+        CheckpointError: ``model`` is not a model directory.
+    """
+    from .encoder import model_fingerprint, resolve_model_dir
+    from .explain.labels import load_latent_labels, save_latent_labels
+    from .explain.records import LABELS_NAME
+    from .outputs import check_output_dir, check_replaceable, install_dir, resolved
+
+    source = resolve_model_dir(model)
+    old = SplareConfig.load(source)
+    new = changed_config(old, **changes)
+    if new == old:
+        raise ConfigError("nothing to change: give at least one setting that differs from the model's "
+                          "(e.g. --query-top-k, --doc-top-k, --text-normalization)")
+    target = Path(output)
+    if resolved(target) == resolved(source):
+        raise ConfigError(f"--output {output} is the model itself; write the copy to another directory")
+    if os.path.lexists(target):
+        if not overwrite:
+            raise ConfigError(f"--output {output} already exists; pass --overwrite to replace it")
+        check_replaceable(target, ["model"], what="--output")
+    check_output_dir(target, what="--output")
+    tmp = target.parent / f".{target.name}.configure-tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        shutil.copytree(source, tmp, symlinks=False)
+        new.save(tmp)
+        labels = load_latent_labels(tmp)  # None when the model has none
+        if labels is not None:
+            if new.text_normalization == old.text_normalization:
+                save_latent_labels(dataclasses.replace(labels, model_fingerprint=model_fingerprint(tmp, new)), tmp)
+            else:
+                logger.warning(
+                    "%s was built from text read with text_normalization %r; this copy reads %r, so "
+                    "its activations differ: rebuild the labels with `splare-lucene label-latents "
+                    "--model %s` (explain warns until then)", LABELS_NAME, old.text_normalization,
+                    new.text_normalization, output)
+        install_dir(tmp, target, ["model"], what="--output")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if old.adapter and new.text_normalization != old.text_normalization:
+        logger.warning(
+            "the adapter of %s was trained reading text with text_normalization %r; this copy reads "
+            "it with %r. Measure it on a dev split before use (docs/training.md: for the default "
+            "model, reading lower-cased cost up to 0.04 nDCG@10 at 40/400).", model,
+            old.text_normalization, new.text_normalization)
+    return target, old, new
