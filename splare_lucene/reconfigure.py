@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from .config import TEXT_NORMALIZATIONS, SplareConfig
@@ -78,14 +79,14 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
     failure leaves no half-written model. Returns (output directory, old config, new config).
 
     Raises:
-        ConfigError: nothing would change; ``output`` is the model itself or exists without
-            ``overwrite`` (or is not a model directory); a bad setting.
+        ConfigError: nothing would change; ``output`` is the model, lies inside it or holds it;
+            ``output`` exists without ``overwrite`` (or is not a model directory); a bad setting.
         CheckpointError: ``model`` is not a model directory.
     """
     from .encoder import model_fingerprint, resolve_model_dir
     from .explain.labels import load_latent_labels, save_latent_labels
     from .explain.records import LABELS_NAME
-    from .outputs import check_output_dir, check_replaceable, install_dir, resolved
+    from .outputs import check_not_input, check_output_dir, check_replaceable, install_dir
 
     source = resolve_model_dir(model)
     old = SplareConfig.load(source)
@@ -94,18 +95,16 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
         raise ConfigError("nothing to change: give at least one setting that differs from the model's "
                           "(e.g. --query-top-k, --doc-top-k, --text-normalization)")
     target = Path(output)
-    if resolved(target) == resolved(source):
-        raise ConfigError(f"--output {output} is the model itself; write the copy to another directory")
+    check_not_input(target, {"--model": str(source)})  # the model itself, inside it, or holding it
     if os.path.lexists(target):
         if not overwrite:
             raise ConfigError(f"--output {output} already exists; pass --overwrite to replace it")
         check_replaceable(target, ["model"], what="--output")
     check_output_dir(target, what="--output")
-    tmp = target.parent / f".{target.name}.configure-tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        shutil.copytree(source, tmp, symlinks=False)
+        shutil.copytree(source, tmp, symlinks=False, dirs_exist_ok=True)
         new.save(tmp)
         labels = load_latent_labels(tmp)  # None when the model has none
         if labels is not None:

@@ -90,7 +90,9 @@ def test_refusals_leave_nothing_behind(tiny_model, tmp_path, capsys):
     assert cli(["configure", "--model", str(tiny_model), "--output", str(out), "--query-top-k", "10"]) == 1
     assert "nothing to change" in capsys.readouterr().err  # 10 is the model's own
     assert cli(["configure", "--model", str(tiny_model), "--output", str(tiny_model), "--query-top-k", "3"]) == 1
-    assert "is the model itself" in capsys.readouterr().err
+    assert "is the same path as the input --model" in capsys.readouterr().err
+    assert cli(["configure", "--model", str(tiny_model), "--output", str(tiny_model / "copy"), "--query-top-k", "3"]) == 1
+    assert "lies inside the input --model" in capsys.readouterr().err and not (tiny_model / "copy").exists()
     assert SplareConfig.load(tiny_model).query.top_k == 10
     assert cli(["configure", "--model", str(tmp_path / "nope"), "--output", str(out), "--query-top-k", "3"]) == 1
     assert "neither a directory nor a hub id" in capsys.readouterr().err
