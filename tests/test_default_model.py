@@ -88,3 +88,14 @@ def test_cli_index_and_search_on_shared_collection(tmp_path):
     # Quality is the benchmarks' job (benchmarks/results); here the numbers are only reported.
     scores = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], qrels, ir_measures.read_trec_run(str(run)))
     print(f"tatoeba deu-eng, default model: {scores}")
+
+
+def test_loading_the_adapter_prints_no_third_party_deprecation():
+    import warnings
+
+    from splare_lucene import SplareEncoder
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        SplareEncoder.from_pretrained("default", device="cpu")
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]

@@ -238,6 +238,7 @@ def test_cli_hybrid_search_and_evaluate_round_trip(demo_index, tiny_model, tmp_p
     bm25 = pairs_to_run(bm25_search(bm25_index(str(DEMO_DIR)), {q.id: q.text for q in queries}, k=1000))
     expected = fuse([splare, bm25], method="interpolation", alpha=0.7, k=5)
     got = read_run(run_file)
+    assert {line.split()[5] for line in run_file.read_text().splitlines()} == {"hybrid-interpolation"}
     assert {q: [h.doc_id for h in hits] for q, hits in got.items()} == \
         {q: [h.doc_id for h in hits] for q, hits in expected.items() if hits}
     for q, hits in got.items():

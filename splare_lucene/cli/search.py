@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="TREC run file to write (with --queries)")
     p.add_argument("--k", type=positive_int, default=1000, help="hits per query (10 with --query)")
     p.add_argument("--threads", type=thread_count, default=1)
-    p.add_argument("--tag", default="splare", help="run tag in the TREC file")
+    p.add_argument("--tag", default=None,
+                   help="run tag in the TREC file (default splare; with --hybrid, hybrid-<fusion> as evaluate writes)")
     p.add_argument("--query-quantization", choices=["none", "int8"], default="none",
                    help="int8: the backbone's linear layers in int8 for queries (CPU only; ~1.5x faster "
                    "on one thread, rankings differ: benchmarks/results/query_encode.md)")
@@ -147,7 +148,10 @@ def run(args) -> int:
         results = index.search(queries, k=args.k, threads=args.threads)
     else:
         results = _hybrid(index, queries, bm25, args, k=args.k)
-    write_trec_run(results, args.output, tag=args.tag)
+    from ..fusion import DEFAULT_FUSION
+
+    tag = args.tag or ("splare" if bm25 is None else f"hybrid-{args.fusion or DEFAULT_FUSION}")
+    write_trec_run(results, args.output, tag=tag)
     print(f"wrote {sum(len(h) for h in results.values())} hits for {len(results)} queries to {args.output}")
     return 0
 
