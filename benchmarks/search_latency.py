@@ -20,7 +20,8 @@ Inputs: the encoded JSONL folders of ``splare-lucene encode`` (``--encoded NAME=
 finished part files are read, in order, up to ``--max-docs`` documents (the count actually used is
 recorded), so a folder still being encoded serves as a prefix. For squad-train, queries are the
 first ``--max-queries`` (default 1,000) whose judged documents are all in that prefix. Indexes are
-built under ``benchmarks/results/perf-work/search-latency/`` (gitignored) and reused.
+built under ``benchmarks/results/perf-work/search-latency/<collection>-<documents>-<model fingerprint>/``
+(gitignored) and reused.
 
     .venv/bin/python benchmarks/search_latency.py                      # cranfield + squad-train
     .venv/bin/python benchmarks/search_latency.py --quick               # 60 queries, 2,000 documents
@@ -152,7 +153,12 @@ def build_systems(name: str, args, jsonl_dir: Path, corpus: Path, meta: dict, n_
     from splare_lucene.index import build_index
     from splare_lucene.search import open_searcher
 
-    base = WORK / "search-latency" / f"{name}-{n_docs}"
+    # one folder per model: an index of another model's vectors must never be timed with this one's queries
+    base = WORK / "search-latency" / f"{name}-{n_docs}-{meta['model_fingerprint']}"
+    legacy = WORK / "search-latency" / f"{name}-{n_docs}"  # before the fingerprint was in the name
+    if not base.exists() and (legacy / "lucene" / "splare_index.json").is_file() and json.loads(
+            (legacy / "lucene" / "splare_index.json").read_text()).get("model_fingerprint") == meta["model_fingerprint"]:
+        legacy.rename(base)
     built: dict = {}
     lucene_dir = base / "lucene"
     if not (lucene_dir / "splare_index.json").is_file():
