@@ -155,10 +155,6 @@ def build_systems(name: str, args, jsonl_dir: Path, corpus: Path, meta: dict, n_
 
     # one folder per model: an index of another model's vectors must never be timed with this one's queries
     base = WORK / "search-latency" / f"{name}-{n_docs}-{meta['model_fingerprint']}"
-    legacy = WORK / "search-latency" / f"{name}-{n_docs}"  # before the fingerprint was in the name
-    if not base.exists() and (legacy / "lucene" / "splare_index.json").is_file() and json.loads(
-            (legacy / "lucene" / "splare_index.json").read_text()).get("model_fingerprint") == meta["model_fingerprint"]:
-        legacy.rename(base)
     built: dict = {}
     lucene_dir = base / "lucene"
     if not (lucene_dir / "splare_index.json").is_file():

@@ -23,6 +23,8 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -214,6 +216,19 @@ def pick_device(name: str) -> str:
 #    passed explicitly so that no other default can turn it off.
 SAFE_LOAD = {"trust_remote_code": False}
 SAFE_WEIGHTS = {"trust_remote_code": False, "weights_only": True}
+
+
+@contextmanager
+def quiet_peft_wrapping():
+    """Around a peft call that wraps a model (``PeftModel.from_pretrained``, ``get_peft_model``):
+    peft reads transformers' deprecated ``is_gradient_checkpointing`` when it wraps one
+    (peft_model.py: ``getattr(model, "is_gradient_checkpointing", True)``), a FutureWarning about
+    their code, printed at every load and training run, that a user can do nothing about. Only that
+    warning is silenced; peft still reads the property (its value is unchanged)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
+                                category=FutureWarning)
+        yield
 
 
 def pickle_refusal_reason(exc: BaseException) -> str:

@@ -426,15 +426,10 @@ def _merge_adapter(model, adapter_dir: Path):
         from peft import PeftModel
     except ImportError as exc:
         raise CheckpointError("this model has a LoRA adapter: `pip install peft`") from exc
-    import warnings
+    from .backbone import quiet_peft_wrapping
 
     try:
-        with warnings.catch_warnings():
-            # peft reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model
-            # (peft_model.py: `getattr(model, "is_gradient_checkpointing", True)`): a FutureWarning
-            # about their code, printed at every load, that a user can do nothing about.
-            warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
-                                    category=FutureWarning)
+        with quiet_peft_wrapping():
             return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     except pickle.UnpicklingError as exc:
         from .backbone import pickle_refusal_reason

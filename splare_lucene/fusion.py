@@ -68,6 +68,12 @@ DEFAULT_DEPTH = 1000  # hits per run that search fuses by default (Pyserini's fu
 Run = Mapping[str, Iterable["ScoredDoc"]]
 
 
+def run_tag(method: str | None) -> str:
+    """The TREC run tag of a fused run: ``hybrid-rrf`` or ``hybrid-interpolation`` (None: the
+    default method), written by ``evaluate --hybrid`` and ``search --hybrid`` alike."""
+    return f"hybrid-{method or DEFAULT_FUSION}"
+
+
 def check_fusion_parameters(method: str, *, n_runs: int, alpha: float | None = None, rrf_k: int | None = None,
                             depth: int | None = None, k: int | None = None) -> None:
     """Raise ConfigError naming the parameter, its allowed values and the value given, for any

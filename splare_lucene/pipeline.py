@@ -446,12 +446,12 @@ def run_evaluation(model: str, collections: Sequence[str], *, output: str | os.P
         if bm25:
             metrics["BM25"], per_system["BM25"] = evaluate(bm25_run, topic.qrels, measures)
         if hybrid_system:
-            from .fusion import fuse
+            from .fusion import fuse, run_tag
             from .ranking import write_trec_run
 
             fused = fuse([read_run(res["run_path"]), bm25_run], method=fusion, alpha=alpha, rrf_k=rrf_k, k=k)
             res["hybrid_run"] = str(work / "hybrid.trec")
-            write_trec_run(fused, res["hybrid_run"], tag=f"hybrid-{fusion}")
+            write_trec_run(fused, res["hybrid_run"], tag=run_tag(fusion))
             metrics[hybrid_system], per_system[hybrid_system] = evaluate(fused, topic.qrels, measures)
         if baseline_runs:
             wanted = {q.id for q in topic.queries}

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .config import TEXT_NORMALIZATIONS, SplareConfig
+from .config import SplareConfig
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -48,15 +48,13 @@ def changed_config(config: SplareConfig, **changes) -> SplareConfig:
     """``config`` with ``changes`` (keys of :data:`SETTINGS`; None = keep) applied.
 
     Raises:
-        ConfigError: an unknown key, an unknown ``text_normalization``, or a value the config
-            refuses (e.g. a negative top-k).
+        ConfigError: an unknown key, or a value the config refuses (an unknown
+            ``text_normalization``, a negative top-k: :class:`SplareConfig` and :class:`TextSide`
+            check their own fields).
     """
     unknown = sorted(set(changes) - set(SETTINGS))
     if unknown:
         raise ConfigError(f"unknown settings {unknown}; known: {sorted(SETTINGS)}")
-    if changes.get("text_normalization") not in (None, *TEXT_NORMALIZATIONS):
-        raise ConfigError(f"text_normalization must be one of {list(TEXT_NORMALIZATIONS)}; "
-                          f"got {changes['text_normalization']!r}")
     sides = {"query": config.query, "document": config.document}
     top: dict = {}
     for key, value in changes.items():

@@ -148,9 +148,9 @@ def run(args) -> int:
         results = index.search(queries, k=args.k, threads=args.threads)
     else:
         results = _hybrid(index, queries, bm25, args, k=args.k)
-    from ..fusion import DEFAULT_FUSION
+    from ..fusion import run_tag
 
-    tag = args.tag or ("splare" if bm25 is None else f"hybrid-{args.fusion or DEFAULT_FUSION}")
+    tag = args.tag or ("splare" if bm25 is None else run_tag(args.fusion))
     write_trec_run(results, args.output, tag=tag)
     print(f"wrote {sum(len(h) for h in results.values())} hits for {len(results)} queries to {args.output}")
     return 0

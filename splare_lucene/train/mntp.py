@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbone import (LoadedBackbone, bidirectional_mask, is_encoder_backbone, last_layer, load_backbone,
-                        tokenize)
+                        quiet_peft_wrapping, tokenize)
 from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ def adapt_bidirectional(backbone_ref: str, layer: int, texts: Iterable[str], cfg
     # "layers.N", which a base model's module names lack (peft 0.21).
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, bias="none",
                       target_modules=rf"(.*\.)?layers\.({'|'.join(map(str, range(layer + 1)))})\..*\.({names})")
-    bb.model = get_peft_model(bb.model, lora)
+    with quiet_peft_wrapping():
+        bb.model = get_peft_model(bb.model, lora)
     for module in (bb.lm_head, bb.final_norm):
         for p in module.parameters():
             p.requires_grad_(False)

@@ -207,7 +207,10 @@ def _apply_lora(encoder, cfg: TrainConfig):
         model.enable_input_require_grads()
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none")
-    peft_model = get_peft_model(model, lora)
+    from ..backbone import quiet_peft_wrapping
+
+    with quiet_peft_wrapping():
+        peft_model = get_peft_model(model, lora)
     encoder.backbone.model = peft_model
     encoder.peft_model = peft_model
     for p in encoder.head.parameters():
