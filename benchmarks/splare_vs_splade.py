@@ -10,7 +10,9 @@ The fine-tuned systems share one recipe and budget (by default InfoNCE with in-b
 negative; with ``--loss kl --train FILE.jsonl`` KL distillation from the teacher scores of a
 ``splare-lucene distill-data`` file, ``--negatives`` of its candidates per query; FLOPS 1e-4 on
 queries and documents, same steps, batch, lengths, learning rate, seed, text normalisation) on
-../shared/data/squad-train. Evaluation uses collections not used for training: cranfield (English)
+../shared/data/squad-train. ``--configure "SETTINGS"`` then gives every SPLARE and twin model the
+same inference settings (``splare-lucene configure`` options, e.g. the default model's
+``--query-top-k 150 --doc-top-k 400 --text-normalization lowercase``) before evaluation. Evaluation uses collections not used for training: cranfield (English)
 and tatoeba-xl X->English (cross-lingual). Reports nDCG@10, R@100, mean non-zeros per query and
 document, and index size.
 
@@ -67,6 +69,26 @@ def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
     return out, time.time() - start
 
 
+def configured(name: str, model: Path, settings: list[str], work: Path) -> Path:
+    """``model`` with the inference settings ``settings`` (``splare-lucene configure`` options),
+    written to ``work/<name>-configured``; ``model`` itself when the settings change nothing.
+    Rewritten on every invocation (a copy of the config, adapter and SAE files), so a retrained
+    model is never evaluated through a stale copy."""
+    from splare_lucene.cli.main import build_parser
+    from splare_lucene.errors import ConfigError
+    from splare_lucene.reconfigure import SETTINGS, reconfigure
+
+    parsed = build_parser().parse_args(["configure", "--model", str(model), "--output", "-", *settings])
+    changes = {key: getattr(parsed, key) for key in SETTINGS}
+    try:
+        out, _, _ = reconfigure(model, work / f"{name}-configured", overwrite=True, **changes)
+    except ConfigError as exc:
+        if "nothing to change" not in str(exc):
+            raise
+        return model
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
@@ -92,6 +114,11 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=10.0, help="0 = auto (initial score spread)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--systems", default="bm25,splare-base,splare-ft,splade-ft")
+    ap.add_argument("--configure", default="", metavar="SETTINGS",
+                    help="inference settings given to every SPLARE and twin model after training, as "
+                         "`splare-lucene configure` options in one argument, e.g. "
+                         "--configure='--query-top-k 150 --doc-top-k 400 --text-normalization lowercase' "
+                         "(the default model's; Makefile DEFAULT_SETTINGS)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "splare_vs_splade"))
     args = ap.parse_args()
     args.vocab_lr = args.vocab_lr or args.lr
@@ -125,13 +152,22 @@ def main() -> None:
     for name, kind in (("splade-ft", "vocab"), ("splare-ft", "splare")):
         if name in systems:
             models[name], train_seconds[name] = train_model(kind, args, work / name)
+    settings = shlex.split(args.configure)
+    if settings:
+        models = {name: configured(name, model, settings, work) for name, model in models.items()}
+    from splare_lucene.config import SplareConfig
+    from splare_lucene.encoder import model_fingerprint
+
+    fingerprints = {name: model_fingerprint(model, SplareConfig.load(model)) for name, model in models.items()}
 
     results: dict = {}
     for system in systems:
         for coll in collections:
             folder = data / coll
             key = f"{system}|{coll}"
-            cache = work / "eval" / system / coll.replace("/", "_")
+            # keyed by model fingerprint: other inference settings (--configure) are another model
+            tag = system if system == "bm25" else f"{system}-{fingerprints[system]}"
+            cache = work / "eval" / tag / coll.replace("/", "_")
             if (cache / "result.json").is_file():
                 results[key] = json.loads((cache / "result.json").read_text())
                 continue
@@ -186,6 +222,8 @@ def main() -> None:
         f"LoRA rank {args.lora_rank}, "
         f"{'KL' if args.loss == 'kl' else 'InfoNCE'} temperature {args.temperature}, FLOPS 1e-4/1e-4"
         f"{', text normalisation ' + args.text_normalization if args.text_normalization else ''}.  ",
+        (f"Inference settings of every SPLARE and twin model (`splare-lucene configure`): "
+         f"`{args.configure}`.  " if settings else "Inference settings: each model's own.  "),
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
         f"this invocation took {elapsed / 60:.1f} min; compute over all invocations (results are cached "
         f"and resumed): training {json.dumps({k: round(v) for k, v in train_seconds.items()})} s, "

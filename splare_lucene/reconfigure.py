@@ -120,8 +120,8 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
             shutil.rmtree(tmp, ignore_errors=True)
     if old.adapter and new.text_normalization != old.text_normalization:
         logger.warning(
-            "the adapter of %s was trained reading text with text_normalization %r; this copy reads "
-            "it with %r. Measure it on a dev split before use (docs/training.md: for the default "
-            "model, reading lower-cased cost up to 0.04 nDCG@10 at 40/400).", model,
-            old.text_normalization, new.text_normalization)
+            "%s reads text with text_normalization %r and this copy with %r: unless its adapter was "
+            "trained on text read the new way (train_report.json), measure the copy on a dev split "
+            "before use (docs/training.md: for the previous default model, reading lower-cased cost "
+            "up to 0.04 nDCG@10 at 40/400).", model, old.text_normalization, new.text_normalization)
     return target, old, new

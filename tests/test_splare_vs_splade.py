@@ -1,0 +1,49 @@
+"""benchmarks/splare_vs_splade.py --configure: every evaluated model gets the same inference
+settings through `splare-lucene configure`, and its evaluation cache follows the model's
+fingerprint."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from splare_lucene.config import SplareConfig
+from splare_lucene.encoder import model_fingerprint
+
+from conftest import REPO
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("splare_vs_splade", REPO / "benchmarks" / "splare_vs_splade.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configured_applies_the_settings_and_rewrites_a_stale_copy(tiny_model, tmp_path):
+    bench = _bench()
+    settings = ["--query-top-k", "3", "--text-normalization", "lowercase"]
+    out = bench.configured("splare-ft", tiny_model, settings, tmp_path)
+    assert out == tmp_path / "splare-ft-configured"
+    config = SplareConfig.load(out)
+    assert config.query.top_k == 3 and config.text_normalization == "lowercase"
+    assert config.document == SplareConfig.load(tiny_model).document
+    fingerprint = model_fingerprint(out, config)
+    assert fingerprint != model_fingerprint(tiny_model, SplareConfig.load(tiny_model))
+    # a second invocation with other settings replaces the copy (never evaluates a stale one)
+    out = bench.configured("splare-ft", tiny_model, ["--query-top-k", "5"], tmp_path)
+    assert SplareConfig.load(out).query.top_k == 5 and SplareConfig.load(out).text_normalization == "none"
+
+
+def test_configured_returns_the_model_when_nothing_changes(tiny_model, tmp_path):
+    config = SplareConfig.load(tiny_model)
+    same = ["--query-top-k", str(config.query.top_k)]
+    assert _bench().configured("splare-base", tiny_model, same, tmp_path) == tiny_model
+    assert not (tmp_path / "splare-base-configured").exists()
+
+
+def test_configured_refuses_an_unknown_option(tiny_model, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _bench().configured("splare-ft", tiny_model, ["--top-k", "3"], tmp_path)
+    assert "--top-k" in capsys.readouterr().err
