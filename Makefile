@@ -86,7 +86,7 @@ default-model: venv
 	rm -rf splare_lucene/assets/default.new && cp -r build/default-model splare_lucene/assets/default.new
 	rm -rf splare_lucene/assets/default && mv splare_lucene/assets/default.new splare_lucene/assets/default
 
-# The paper's comparison at small scale (about 2 hours on 2 CPU cores; see the script's docstring
+# The paper's comparison at small scale (1.7 to 3.5 hours on 2 CPU cores, by machine; see the script's docstring
 # and benchmarks/README.md for why the vocabulary twin needs --vocab-lr/--vocab-train-top-k). Both
 # fine-tuned systems are trained with the default model's recipe and read with its inference
 # settings (DEFAULT_SETTINGS); splare-ft is the default model.
