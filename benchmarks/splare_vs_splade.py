@@ -75,18 +75,15 @@ def configured(name: str, model: Path, settings: list[str], work: Path) -> Path:
     Rewritten on every invocation (a copy of the config, adapter and SAE files), so a retrained
     model is never evaluated through a stale copy."""
     from splare_lucene.cli.main import build_parser
-    from splare_lucene.errors import ConfigError
-    from splare_lucene.reconfigure import SETTINGS, reconfigure
+    from splare_lucene.config import SplareConfig
+    from splare_lucene.reconfigure import SETTINGS, changed_config, reconfigure
 
     parsed = build_parser().parse_args(["configure", "--model", str(model), "--output", "-", *settings])
     changes = {key: getattr(parsed, key) for key in SETTINGS}
-    try:
-        out, _, _ = reconfigure(model, work / f"{name}-configured", overwrite=True, **changes)
-    except ConfigError as exc:
-        if "nothing to change" not in str(exc):
-            raise
+    config = SplareConfig.load(model)
+    if changed_config(config, **changes) == config:
         return model
-    return out
+    return reconfigure(model, work / f"{name}-configured", overwrite=True, **changes)[0]
 
 
 def main() -> None:
@@ -154,11 +151,13 @@ def main() -> None:
             models[name], train_seconds[name] = train_model(kind, args, work / name)
     settings = shlex.split(args.configure)
     if settings:
-        models = {name: configured(name, model, settings, work) for name, model in models.items()}
+        models = {name: configured(name, model, settings, work) if name in systems else model
+                  for name, model in models.items()}
     from splare_lucene.config import SplareConfig
     from splare_lucene.encoder import model_fingerprint
 
-    fingerprints = {name: model_fingerprint(model, SplareConfig.load(model)) for name, model in models.items()}
+    fingerprints = {name: model_fingerprint(model, SplareConfig.load(model)) for name, model in models.items()
+                    if name in systems}
 
     results: dict = {}
     for system in systems:
