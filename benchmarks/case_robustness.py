@@ -50,15 +50,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_results.py
 from _results import write_results  # noqa: E402
 
+from splare_lucene.train.augment import title_case  # noqa: E402  (the Title variant training uses)
+
 REPO = Path(__file__).resolve().parents[1]
 MEASURES = ["nDCG@10", "R@100"]
 TARGET_DROP = 0.02  # issue 12: upper-cased queries within 0.02 nDCG@10 of the original
 logger = logging.getLogger("case_robustness")
-
-
-def title_case(text: str) -> str:
-    """The first character of each space-separated word upper-cased, the rest left as it is."""
-    return " ".join(w[:1].upper() + w[1:] for w in text.split(" "))
 
 
 VARIANTS = {"as given": lambda t: t, "UPPER": str.upper, "Title": title_case}

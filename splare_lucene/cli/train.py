@@ -22,6 +22,7 @@ CONFIG_FLAGS = {
     "effective_batch_size": "effective_batch_size", "query_max_length": "query_max_length",
     "doc_max_length": "doc_max_length", "flops_query": "flops_query", "flops_doc": "flops_doc",
     "flops_warmup": "flops_warmup_fraction", "train_top_k": "train_top_k",
+    "case_augmentation": "case_augmentation",
     "gradient_checkpointing": "gradient_checkpointing", "save_every": "save_every", "seed": "seed",
 }
 
@@ -77,6 +78,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flops-warmup", type=fraction, help="FLOPS warm-up fraction of the steps (default 0.3)")
     g.add_argument("--train-top-k", action="store_true", default=None,
                    help="apply the inference top-k (query/document) while training, not only at inference")
+    g.add_argument("--case-augmentation", type=fraction, metavar="P",
+                   help="re-case each training text (query, positive, negatives) with probability P into "
+                   "lower, UPPER or Title case (uniform), so that the model learns to read capital letters "
+                   "(docs/training.md); needs --text-normalization none. Default 0: off")
     g.add_argument("--gradient-checkpointing", action="store_true", default=None)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                    help="autocast the backbone's forward (accelerate); the SAE head, scores and losses "
@@ -134,6 +139,17 @@ def run(args) -> int:
     log = logging.getLogger(__name__)
     if accelerator.is_main_process:
         log.info("recipe %s: %s", args.recipe, cfg)
+    if cfg.case_augmentation and args.model and args.text_normalization is None:
+        # refused before the (minutes of) negative mining rather than by train() after it
+        from ..config import SplareConfig
+        from ..encoder import resolve_model_dir
+
+        args.text_normalization = SplareConfig.load(resolve_model_dir(args.model)).text_normalization
+    if cfg.case_augmentation and args.text_normalization not in (None, "none"):
+        raise ConfigError(f"--case-augmentation re-cases training texts, but text_normalization "
+                          f"{args.text_normalization!r} (the --model's own unless --text-normalization is given) "
+                          "rewrites every text before tokenization, so it would change nothing; add "
+                          "--text-normalization none, or drop --case-augmentation")
     with accelerator.main_process_first():
         examples = load_examples(args.data, cfg.negatives, split=args.split, max_queries=args.max_queries,
                                  seed=cfg.seed, threads=args.threads)

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from .augment import case_augment, check_probability
 from .data import TrainExample
 from .losses import candidate_scores, flops, flops_weight, info_nce, kl_distillation
 
@@ -71,6 +72,8 @@ class TrainConfig:
     flops_doc: float = 1e-4
     flops_warmup_fraction: float = 0.3
     train_top_k: bool = False  # apply the inference top-k while training (the paper does not)
+    # probability that each training text is re-cased (lower, UPPER or Title; augment.py); 0: off
+    case_augmentation: float = 0.0
     gradient_checkpointing: bool = False
     save_every: int = 50
     seed: int = 0
@@ -81,6 +84,7 @@ class TrainConfig:
         if self.batch_size < 1 or self.grad_accum < 1 or self.negatives < 0:
             raise ConfigError("batch_size and grad_accum must be >= 1 and negatives >= 0; got "
                               f"{self.batch_size}, {self.grad_accum}, {self.negatives}")
+        check_probability(self.case_augmentation)
         if self.temperature is not None and self.temperature < 0:
             raise ConfigError(f"temperature must be > 0, 0 (auto) or None (from the SAE family); "
                               f"got {self.temperature}")
@@ -443,7 +447,8 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
 
     Each optimizer step consumes ``cfg.grad_accum`` micro-batches; a micro-batch is a global
     batch of ``cfg.batch_size x N`` queries (N processes; each process encodes its own
-    ``cfg.batch_size``), each with ``1 + cfg.negatives`` candidates. The KL/InfoNCE loss, the
+    ``cfg.batch_size``), each with ``1 + cfg.negatives`` candidates, re-cased first with probability
+    ``cfg.case_augmentation`` per text (:mod:`.augment`). The KL/InfoNCE loss, the
     in-batch negatives and the FLOPS means are over the global micro-batch, so the result does
     not depend on N. ``accelerator``: from ``make_accelerator`` (one is made when None; in a
     multi-process launch make it before loading the encoder). Only the main process writes the
@@ -453,7 +458,8 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     normalisation is refused (CheckpointError). ``recipe`` is only recorded in the report. Returns the
     report written to ``output_dir/train_report.json`` (the same in every process). Raises
     ConfigError for an impossible set-up (no examples, fewer examples than one step, KL without
-    teacher scores, an encoder on another device than the process's).
+    teacher scores, an encoder on another device than the process's, case augmentation on a model
+    whose text_normalization is not "none").
     """
     from tqdm.auto import tqdm
 
@@ -465,6 +471,10 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     if accelerator is None:
         accelerator = make_accelerator(str(torch.device(encoder.device).type))
     _check_device(encoder, accelerator)
+    if cfg.case_augmentation and encoder.config.text_normalization != "none":
+        raise ConfigError(f"case augmentation re-cases training texts, but this model's text_normalization "
+                          f"{encoder.config.text_normalization!r} rewrites every text before tokenization, so it "
+                          "would change nothing; train with --text-normalization none, or drop --case-augmentation")
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     accelerator.gradient_accumulation_steps = cfg.grad_accum
     torch.manual_seed(cfg.seed)
@@ -532,10 +542,13 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     epoch = 0
     try:
         while state.step < total:
-            for global_batch in _global_batches(examples, cfg, epoch, world):
+            for index, global_batch in enumerate(_global_batches(examples, cfg, epoch, world)):
                 if done > 0:
                     done -= 1
                     continue
+                # re-cased on the global batch, keyed by its position: every process, and a
+                # resumed run, sees the texts a one-process run sees
+                global_batch = case_augment(global_batch, cfg.case_augmentation, f"{cfg.seed}:{epoch}:{index}")
                 batch = _local_slice(global_batch, cfg, rank)
                 queries = [e.query for e in batch]
                 docs = [d for e in batch for d in e.docs[: 1 + cfg.negatives]]
