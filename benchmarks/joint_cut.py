@@ -3,7 +3,8 @@
 Reads the JSON of ``top_k_grid.py`` runs: one on the English dev split (``--english``,
 build/dev/squad-dev) and one or more on cross-lingual dev splits (``--cross-lingual``: tatoeba
 languages the reported table never uses, e.g. nld-eng and ita-eng). For every candidate present
-in all of them and every (query top-k, document top-k) cell they all measured:
+in all of them (several ``--english`` results are read as one: their candidates together) and every
+(query top-k, document top-k) cell they all measured:
 
     joint = (English nDCG@10 + mean of the cross-lingual nDCG@10) / 2
 
@@ -53,6 +54,18 @@ def joint_table(english: dict, cross: list[dict], name: str) -> dict[str, dict]:
     return table
 
 
+def merged(grids: list[dict]) -> dict:
+    """One grid holding the candidates of ``grids`` (runs of top_k_grid.py on the same split, e.g.
+    an earlier run's candidates beside a new one's); a name in two of them is refused."""
+    out = {**grids[0], "candidates": {}}
+    for grid in grids:
+        for name, candidate in grid["candidates"].items():
+            if name in out["candidates"]:
+                raise SystemExit(f"candidate {name!r} is in two --english results; rename one (--candidate NAME=MODEL)")
+            out["candidates"][name] = candidate
+    return out
+
+
 def choose(table: dict[str, dict], tolerance: float) -> str:
     """The cheapest cell within ``tolerance`` of the best joint (ties: the higher joint)."""
     best = max(r["joint"] for r in table.values())
@@ -62,7 +75,8 @@ def choose(table: dict[str, dict], tolerance: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--english", type=Path, required=True, help="top_k_grid.py JSON on the English dev split")
+    p.add_argument("--english", type=Path, nargs="+", required=True,
+                   help="top_k_grid.py JSON on the English dev split; several: their candidates together")
     p.add_argument("--cross-lingual", type=Path, nargs="+", required=True,
                    help="top_k_grid.py JSON on each cross-lingual dev split")
     p.add_argument("--reference", required=True, help="the candidate to beat (the current default)")
@@ -70,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=0.01)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "joint_cut"))
     args = p.parse_args(argv)
-    english = json.loads(args.english.read_text())
+    english = merged([json.loads(f.read_text()) for f in args.english])
     cross = [json.loads(f.read_text()) for f in args.cross_lingual]
     names = [n for n in english["candidates"] if all(n in g["candidates"] for g in cross)]
     if args.reference not in names:

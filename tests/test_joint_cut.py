@@ -55,3 +55,11 @@ def test_joint_choice_and_rule(joint_cut, tmp_path):
     with pytest.raises(SystemExit, match="not in every grid"):
         joint_cut.main(["--english", str(paths[0]), "--cross-lingual", str(paths[1]),
                         "--reference", "missing", "--out", str(tmp_path / "o2")])
+
+
+def test_english_results_of_several_runs_are_merged_and_a_repeated_name_refused(joint_cut):
+    a = _grid("squad-dev", {"ref": {"150/400": 0.8}})
+    b = _grid("squad-dev", {"new": {"150/400": 0.9}})
+    assert set(joint_cut.merged([a, b])["candidates"]) == {"ref", "new"}
+    with pytest.raises(SystemExit, match="in two --english results"):
+        joint_cut.merged([a, a])
