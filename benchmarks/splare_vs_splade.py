@@ -43,8 +43,10 @@ def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
         wanted = {"max_steps": args.steps, "batch_size": args.batch_size, "lr": lr, "seed": args.seed,
                   "train_top_k": kind == "vocab" and args.vocab_train_top_k,
                   "temperature": args.temperature, "doc_max_length": args.doc_max_length,
-                  "lora_rank": args.lora_rank, "loss": args.loss, "negatives": args.negatives}
-        differs = {k: (cfg.get(k), v) for k, v in wanted.items() if cfg.get(k) != v}
+                  "lora_rank": args.lora_rank, "loss": args.loss, "negatives": args.negatives,
+                  "case_augmentation": args.case_augmentation}
+        legacy = {"case_augmentation": 0.0}  # reports written before the setting existed: off
+        differs = {k: (cfg.get(k, legacy.get(k)), v) for k, v in wanted.items() if cfg.get(k, legacy.get(k)) != v}
         if differs:
             raise SystemExit(f"{out} was trained with another recipe ({differs}: saved, asked); "
                              "remove it or pass another --out")
@@ -56,7 +58,8 @@ def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
             "--lora-rank", str(args.lora_rank), "--lora-alpha", str(2 * args.lora_rank),
             "--query-max-length", "32", "--doc-max-length", str(args.doc_max_length),
             "--temperature", str(args.temperature), "--flops-query", "1e-4", "--flops-doc", "1e-4",
-            "--seed", str(args.seed), "--threads", "2", "--device", "cpu", "--save-every", "25"]
+            "--seed", str(args.seed), "--threads", "2", "--device", "cpu", "--save-every", "25",
+            "--case-augmentation", str(args.case_augmentation)]
     if args.text_normalization:
         base += ["--text-normalization", args.text_normalization]
     if kind == "splare":
@@ -107,6 +110,8 @@ def main() -> None:
                          "collapse to empty within ~12 steps on this backbone; see benchmarks/README.md")
     ap.add_argument("--vocab-train-top-k", action="store_true",
                     help="train the vocabulary twin with the inference top-k applied (train --train-top-k)")
+    ap.add_argument("--case-augmentation", type=float, default=0.0, metavar="P",
+                    help="train --case-augmentation for both fine-tuned systems (the default model's recipe: 0.5)")
     ap.add_argument("--lora-rank", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=10.0, help="0 = auto (initial score spread)")
     ap.add_argument("--seed", type=int, default=0)
@@ -219,6 +224,7 @@ def main() -> None:
         f"({recipe}), doc length {args.doc_max_length}, lr {args.lr} "
         f"(vocabulary twin {args.vocab_lr}{', top-k in training' if args.vocab_train_top_k else ''}), "
         f"LoRA rank {args.lora_rank}, "
+        f"{f'case augmentation {args.case_augmentation}, ' if args.case_augmentation else ''}"
         f"{'KL' if args.loss == 'kl' else 'InfoNCE'} temperature {args.temperature}, FLOPS 1e-4/1e-4"
         f"{', text normalisation ' + args.text_normalization if args.text_normalization else ''}.  ",
         (f"Inference settings of every SPLARE and twin model (`splare-lucene configure`): "

@@ -47,3 +47,22 @@ def test_configured_refuses_an_unknown_option(tiny_model, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _bench().configured("splare-ft", tiny_model, ["--top-k", "3"], tmp_path)
     assert "--top-k" in capsys.readouterr().err
+
+
+def test_a_trained_model_is_reused_only_with_the_same_case_augmentation(tmp_path):
+    svs = _bench()
+    import argparse
+    import json
+
+    args = argparse.Namespace(lr=5e-4, vocab_lr=5e-5, steps=200, batch_size=8, seed=0, vocab_train_top_k=True,
+                              temperature=10.0, doc_max_length=96, lora_rank=16, loss="infonce", negatives=1,
+                              case_augmentation=0.0)
+    config = {"max_steps": 200, "batch_size": 8, "lr": 5e-4, "seed": 0, "train_top_k": False, "temperature": 10.0,
+              "doc_max_length": 96, "lora_rank": 16, "loss": "infonce", "negatives": 1}  # before the setting
+    out = tmp_path / "splare-ft"
+    out.mkdir()
+    (out / "train_report.json").write_text(json.dumps({"config": config, "seconds_this_run": 12.0}))
+    assert svs.train_model("splare", args, out) == (out, 12.0)  # no setting recorded: it was off
+    args.case_augmentation = 0.5
+    with pytest.raises(SystemExit, match="case_augmentation"):
+        svs.train_model("splare", args, out)
