@@ -121,10 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Taken: **{taken}**" + (f" at {summary[taken]['cell']}" if taken != args.reference else
                                           " (no candidate passes; the reference stays)"), ""]
     for n in names:
-        lines += [f"## {n}: joint per cell", "", "| doc top-k \\ query top-k | " +
-                  " | ".join(sorted({c.split('/')[0] for c in tables[n]}, key=int)) + " |"]
         qs = sorted({c.split("/")[0] for c in tables[n]}, key=int)
         ds = sorted({c.split("/")[1] for c in tables[n]}, key=int)
+        lines += [f"## {n}: joint per cell", "", "| doc top-k \\ query top-k | " + " | ".join(qs) + " |"]
         lines.append("|---|" + "---:|" * len(qs))
         for d in ds:
             row = [f"{tables[n][f'{q}/{d}']['joint']:.4f}" if f"{q}/{d}" in tables[n] else "-" for q in qs]

@@ -93,3 +93,15 @@ def test_case_augmentation_with_a_lower_casing_model_is_refused_before_mining(ti
                 "--case-augmentation", "0.5", "--device", "cpu"]) == 1
     assert "would change nothing" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+
+def test_train_itself_refuses_augmentation_on_a_lower_casing_encoder(tiny_model, tmp_path):
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.train.trainer import train
+
+    encoder = SplareEncoder.from_pretrained(tiny_model, device="cpu")
+    encoder.config = encoder.config.replace(text_normalization="lowercase")
+    with pytest.raises(ConfigError, match="would change nothing"):
+        train(encoder, BATCH, TrainConfig(batch_size=4, max_steps=1, case_augmentation=0.5), tmp_path / "o",
+              progress=False)
+    assert not (tmp_path / "o").exists()

@@ -139,17 +139,15 @@ def run(args) -> int:
     log = logging.getLogger(__name__)
     if accelerator.is_main_process:
         log.info("recipe %s: %s", args.recipe, cfg)
-    if cfg.case_augmentation and args.model and args.text_normalization is None:
-        # refused before the (minutes of) negative mining rather than by train() after it
+    if cfg.case_augmentation:
+        # train() refuses it too, but only after the (minutes of) negative mining
         from ..config import SplareConfig
         from ..encoder import resolve_model_dir
+        from ..train.augment import check_normalization
 
-        args.text_normalization = SplareConfig.load(resolve_model_dir(args.model)).text_normalization
-    if cfg.case_augmentation and args.text_normalization not in (None, "none"):
-        raise ConfigError(f"--case-augmentation re-cases training texts, but text_normalization "
-                          f"{args.text_normalization!r} (the --model's own unless --text-normalization is given) "
-                          "rewrites every text before tokenization, so it would change nothing; add "
-                          "--text-normalization none, or drop --case-augmentation")
+        normalization = args.text_normalization or (
+            SplareConfig.load(resolve_model_dir(args.model)).text_normalization if args.model else "none")
+        check_normalization(cfg.case_augmentation, normalization)
     with accelerator.main_process_first():
         examples = load_examples(args.data, cfg.negatives, split=args.split, max_queries=args.max_queries,
                                  seed=cfg.seed, threads=args.threads)

@@ -43,6 +43,15 @@ def check_probability(p: float) -> float:
     return p
 
 
+def check_normalization(p: float, normalization: str) -> None:
+    """ConfigError when case augmentation (``p`` > 0) meets a ``text_normalization`` that rewrites
+    every text before tokenization (anything but "none"): the re-cased texts would be read alike."""
+    if p and normalization != "none":
+        raise ConfigError(f"--case-augmentation re-cases training texts, but text_normalization {normalization!r} "
+                          "rewrites every text before tokenization, so it would change nothing; train with "
+                          "--text-normalization none, or drop --case-augmentation")
+
+
 def case_augment(batch: list[TrainExample], p: float, key: str) -> list[TrainExample]:
     """``batch`` with each text (query and every document) replaced, with probability ``p``, by
     one of :data:`CASE_VARIANTS` (uniform). ``key`` seeds the draw (the same key gives the same

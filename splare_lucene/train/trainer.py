@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from .augment import case_augment, check_probability
+from .augment import case_augment, check_normalization, check_probability
 from .data import TrainExample
 from .losses import candidate_scores, flops, flops_weight, info_nce, kl_distillation
 
@@ -471,10 +471,7 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     if accelerator is None:
         accelerator = make_accelerator(str(torch.device(encoder.device).type))
     _check_device(encoder, accelerator)
-    if cfg.case_augmentation and encoder.config.text_normalization != "none":
-        raise ConfigError(f"case augmentation re-cases training texts, but this model's text_normalization "
-                          f"{encoder.config.text_normalization!r} rewrites every text before tokenization, so it "
-                          "would change nothing; train with --text-normalization none, or drop --case-augmentation")
+    check_normalization(cfg.case_augmentation, encoder.config.text_normalization)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     accelerator.gradient_accumulation_steps = cfg.grad_accum
     torch.manual_seed(cfg.seed)
