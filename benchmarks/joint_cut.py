@@ -16,9 +16,10 @@ default the reference's own setting); among those that pass, the highest joint i
 
 Writes ``OUT.json`` and ``OUT.md`` (default benchmarks/results/joint_cut)::
 
-    python benchmarks/joint_cut.py --english benchmarks/results/top_k_grid_round2.json \\
+    python benchmarks/joint_cut.py --english benchmarks/results/top_k_grid.json \\
+        benchmarks/results/top_k_grid_case50.json benchmarks/results/top_k_grid_cased_lr2.json \\
         --cross-lingual benchmarks/results/top_k_grid_round2_nld.json \\
-        benchmarks/results/top_k_grid_round2_ita.json --reference default
+        benchmarks/results/top_k_grid_round2_ita.json --reference shipped-lc --reference-cell 150/400
 """
 
 from __future__ import annotations
