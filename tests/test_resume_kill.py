@@ -18,6 +18,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,10 +43,18 @@ tqdm.tqdm.monitor_interval = 0  # no tqdm monitor thread: a lock it holds at for
 # a forked child could not use.
 SplareEncoder.from_pretrained(sys.argv[1], device="cpu")
 # tqdm's default write lock includes a multiprocessing RLock, a semaphore every forked child shares:
-# a child SIGKILLed while drawing a bar (transformers' "Loading weights") died holding it and hung
-# every later child. A threading lock is copied, unheld, into each child instead.
+# a child SIGKILLed while drawing a bar (transformers' "Loading weights", encode's own bar) died
+# holding it and hung every later child. A threading lock is copied, unheld, into each child
+# instead, on every tqdm class that keeps its own: tqdm.auto's class (tqdm_asyncio) and
+# huggingface_hub's got theirs before this line ran, and set_lock on the base leaves them alone.
 import threading
-tqdm.tqdm.set_lock(threading.RLock())
+def _tqdm_classes(cls):
+    yield cls
+    for sub in cls.__subclasses__():
+        yield from _tqdm_classes(sub)
+_lock = threading.RLock()
+for cls in _tqdm_classes(tqdm.std.tqdm):
+    cls.set_lock(_lock)
 for line in sys.stdin:
     argv = json.loads(line)
     pid = os.fork()
@@ -115,21 +124,40 @@ def test_sigkill_at_random_moments_then_resume(tiny_model, tmp_path):
         assert proc.wait() == -signal.SIGKILL, "the console script finished before it was killed"
         kills = 1
 
-        def run(out: Path, delay: float | None) -> dict:
+        def run(out: Path, delay: float | None, limit: float) -> dict:
+            """One forked encode into ``out``, SIGKILLed after ``delay`` s (None: never); a run
+            still going after ``limit`` s is killed and fails the test (a hang, not a slow run)."""
             zygote.stdin.write(json.dumps(cmd(out)) + "\n")
             zygote.stdin.flush()
             pid = int(zygote.stdout.readline())
-            if delay is not None:
-                time.sleep(delay)
+            hung = threading.Event()
+
+            def kill(flag: threading.Event | None = None) -> None:
+                if flag is not None:
+                    flag.set()
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            return json.loads(zygote.stdout.readline())
+
+            watchdog = threading.Timer(limit, kill, args=(hung,))
+            watchdog.start()
+            try:
+                if delay is not None:
+                    time.sleep(delay)
+                    kill()
+                result = json.loads(zygote.stdout.readline())
+            finally:
+                watchdog.cancel()
+            assert not hung.is_set(), (
+                f"an encode run into {out.name} was still going after {limit:.0f} s (the "
+                f"uninterrupted run took {full:.0f} s): a resumed run hangs")
+            return result
 
         start = time.monotonic()
         ref = tmp_path / "ref"
-        assert run(ref, None)["code"] == 0  # the uninterrupted run
+        full = float("nan")
+        assert run(ref, None, limit=600)["code"] == 0  # the uninterrupted run
         full = time.monotonic() - start  # its duration: model load + encoding
         reference = _documents(ref)
         assert len(reference) == DOCUMENTS
@@ -140,7 +168,7 @@ def test_sigkill_at_random_moments_then_resume(tiny_model, tmp_path):
             while True:
                 runs += 1
                 done = _done_parts(out)
-                result = run(out, rng.uniform(0, scale))
+                result = run(out, rng.uniform(0, scale), limit=max(120.0, 20 * full))
                 if result["killed"]:
                     kills += 1
                     # On a loaded machine the model load can outlast the moments drawn so far:
