@@ -119,9 +119,28 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     if old.adapter and new.text_normalization != old.text_normalization:
-        logger.warning(
-            "%s reads text with text_normalization %r and this copy with %r: unless its adapter was "
-            "trained on text read the new way (train_report.json), measure the copy on a dev split "
-            "before use (docs/training.md: for the previous default model, reading lower-cased cost "
-            "up to 0.04 nDCG@10 at 40/400).", model, old.text_normalization, new.text_normalization)
+        augmentation = _case_augmentation(source)
+        if new.text_normalization == "lowercase" and augmentation:
+            logger.info(
+                "%s was trained with case augmentation %g (train_report.json): its adapter saw "
+                "lower-cased text, which this copy reads", model, augmentation)
+        else:
+            logger.warning(
+                "%s reads text with text_normalization %r and this copy with %r: unless its adapter "
+                "was trained on text read the new way (train_report.json), measure the copy on a dev "
+                "split before use (docs/training.md: for an adapter trained on text as given, reading "
+                "lower-cased cost up to 0.04 nDCG@10 at 40/400).", model, old.text_normalization,
+                new.text_normalization)
     return target, old, new
+
+
+def _case_augmentation(model_dir: Path) -> float:
+    """The ``train --case-augmentation`` probability recorded in ``model_dir/train_report.json``;
+    0.0 when the directory has no report or the report predates the setting."""
+    import json
+
+    try:
+        report = json.loads((model_dir / "train_report.json").read_text())
+    except (OSError, ValueError):
+        return 0.0
+    return float(report.get("config", {}).get("case_augmentation") or 0.0)

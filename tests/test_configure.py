@@ -116,3 +116,25 @@ def test_overwrite_replaces_a_model_directory(tiny_model, tmp_path):
         reconfigure(tiny_model, out, query_top_k=4)
     reconfigure(tiny_model, out, query_top_k=4, overwrite=True)
     assert SplareConfig.load(out).query.top_k == 4
+
+
+@pytest.mark.parametrize("augmentation,warned", [(None, True), (0.0, True), (0.5, False)])
+def test_lowercase_copy_warns_unless_the_adapter_saw_lower_case(tiny_model, tmp_path, caplog, augmentation,
+                                                                 warned):
+    """A lower-casing copy of a fine-tuned model warns (measure it first) unless train_report.json
+    says the adapter was trained with case augmentation, which includes lower-cased text."""
+    import logging
+
+    src = tmp_path / "src"
+    reconfigure(tiny_model, src, query_top_k=5)
+    config = json.loads((src / "splare_config.json").read_text())
+    config["adapter"] = "adapter"  # only the config is read by the check, not the adapter
+    (src / "splare_config.json").write_text(json.dumps(config))
+    if augmentation is not None:
+        (src / "train_report.json").write_text(json.dumps({"config": {"case_augmentation": augmentation}}))
+    with caplog.at_level(logging.INFO, logger="splare_lucene.reconfigure"):
+        reconfigure(src, tmp_path / "lc", text_normalization="lowercase")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "measure the copy" in r.message]
+    assert bool(warnings) == warned
+    if not warned:
+        assert any("case augmentation 0.5" in r.message for r in caplog.records)
