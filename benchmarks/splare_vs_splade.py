@@ -12,7 +12,7 @@ negative; with ``--loss kl --train FILE.jsonl`` KL distillation from the teacher
 queries and documents, same steps, batch, lengths, learning rate, seed, text normalisation) on
 ../shared/data/squad-train. ``--configure "SETTINGS"`` then gives every SPLARE and twin model the
 same inference settings (``splare-lucene configure`` options, e.g. the default model's
-``--query-top-k 150 --doc-top-k 400 --text-normalization lowercase``) before evaluation. Evaluation uses collections not used for training: cranfield (English)
+``--query-top-k 100 --doc-top-k 400 --text-normalization lowercase``) before evaluation. Evaluation uses collections not used for training: cranfield (English)
 and tatoeba-xl X->English (cross-lingual). Reports nDCG@10, R@100, mean non-zeros per query and
 document, and index size.
 
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--configure", default="", metavar="SETTINGS",
                     help="inference settings given to every SPLARE and twin model after training, as "
                          "`splare-lucene configure` options in one argument, e.g. "
-                         "--configure='--query-top-k 150 --doc-top-k 400 --text-normalization lowercase' "
+                         "--configure='--query-top-k 100 --doc-top-k 400 --text-normalization lowercase' "
                          "(the default model's; Makefile DEFAULT_SETTINGS)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "splare_vs_splade"))
     args = ap.parse_args()

@@ -99,3 +99,16 @@ def test_loading_the_adapter_prints_no_third_party_deprecation():
         warnings.simplefilter("always")
         SplareEncoder.from_pretrained("default", device="cpu")
     assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
+
+
+def test_shipped_latent_labels_were_built_for_the_shipped_model():
+    """`explain` warns when the labels name another model; `make default-model` must stamp them
+    with the fingerprint of the directory it ships (sae/train_report.json included)."""
+    from splare_lucene.config import SplareConfig
+    from splare_lucene.encoder import model_fingerprint
+    from splare_lucene.explain.labels import load_latent_labels
+
+    model_dir = REPO / "splare_lucene" / "assets" / "default"
+    labels = load_latent_labels(model_dir)
+    assert labels is not None and labels.d_sae == 8192
+    assert labels.model_fingerprint == model_fingerprint(model_dir, SplareConfig.load(model_dir))

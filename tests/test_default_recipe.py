@@ -14,7 +14,8 @@ FLAG_TO_CONFIG = {"--loss": "loss", "--temperature": "temperature", "--max-steps
                   "--batch-size": "batch_size", "--negatives": "negatives", "--lr": "lr",
                   "--lora-rank": "lora_rank", "--lora-alpha": "lora_alpha",
                   "--query-max-length": "query_max_length", "--doc-max-length": "doc_max_length",
-                  "--flops-query": "flops_query", "--flops-doc": "flops_doc", "--seed": "seed"}
+                  "--flops-query": "flops_query", "--flops-doc": "flops_doc", "--seed": "seed",
+                  "--case-augmentation": "case_augmentation"}
 
 
 def _train_recipe(variable: str = "TRAIN_RECIPE") -> dict[str, str]:
