@@ -120,10 +120,11 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
             shutil.rmtree(tmp, ignore_errors=True)
     if old.adapter and new.text_normalization != old.text_normalization:
         augmentation = _case_augmentation(source)
-        if new.text_normalization == "lowercase" and augmentation:
+        if augmentation:  # a share of the texts re-cased (lower among them), the rest as given
             logger.info(
                 "%s was trained with case augmentation %g (train_report.json): its adapter saw "
-                "lower-cased text, which this copy reads", model, augmentation)
+                "text as given and lower-cased, so reading with %r stays within its training",
+                model, augmentation, new.text_normalization)
         else:
             logger.warning(
                 "%s reads text with text_normalization %r and this copy with %r: unless its adapter "

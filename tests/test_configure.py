@@ -138,3 +138,7 @@ def test_lowercase_copy_warns_unless_the_adapter_saw_lower_case(tiny_model, tmp_
     assert bool(warnings) == warned
     if not warned:
         assert any("case augmentation 0.5" in r.message for r in caplog.records)
+        caplog.clear()  # and back to text as given: also within what the adapter saw
+        with caplog.at_level(logging.INFO, logger="splare_lucene.reconfigure"):
+            reconfigure(tmp_path / "lc", tmp_path / "none", text_normalization="none")
+        assert not [r for r in caplog.records if r.levelno == logging.WARNING and "measure the copy" in r.message]
