@@ -71,7 +71,7 @@ DEFAULT_SETTINGS = --query-top-k 100 --doc-top-k 400 --text-normalization lowerc
 # Reproduces splare_lucene/assets/default from scratch on 2 CPU cores (about an hour): the SAE
 # (train-sae, ~8 min), the untrained model directory (assemble), retrieval fine-tuning (train,
 # ~25 min plus BM25 negative mining), its inference settings (configure, DEFAULT_SETTINGS), the
-# latents' labels for `explain` (label-latents over 400 paragraphs, ~15 min: docs/explain.md),
+# latents' labels for `explain` (label-latents over 400 paragraphs, ~5 min: docs/explain.md),
 # then swaps the result in. Intermediate models stay in build/.
 default-model: venv
 	$(BIN)/splare-lucene train-sae --backbone pypi:gemma3-270m --layer 11 \
