@@ -45,3 +45,10 @@ def test_int_list_rejects_negative_and_junk():
     for bad in ("", "-1", "40,x"):
         with pytest.raises(Exception, match="integers"):
             grid.int_list(bad)
+
+
+def test_title_transform_is_the_title_variant_of_case_robustness_and_training():
+    from splare_lucene.train.augment import CASE_VARIANTS
+
+    title = _grid_module().TRANSFORMS["title"]
+    assert title("what's the NACA airfoil") == "What's The NACA Airfoil" == CASE_VARIANTS["title"]("what's the NACA airfoil")
