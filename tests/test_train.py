@@ -157,6 +157,26 @@ def test_resume_continues_where_it_stopped(tiny_model, tmp_path, monkeypatch):
     assert resumed["steps"] == 4 and len(resumed["history"]) == 4
     for a, b in zip(full["history"], resumed["history"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3, abs=1e-4)
+    assert full["seconds_total"] == pytest.approx(full["seconds_this_run"], abs=0.11)  # never resumed
+
+
+def test_seconds_total_adds_the_checkpointed_seconds_of_the_runs_a_resume_continues(tiny_model, tmp_path,
+                                                                                  monkeypatch):
+    from conftest import crash_after_checkpoint
+
+    data = _write_examples(tmp_path / "ex.jsonl", n=16)
+    examples = load_examples(str(data), 1, seed=0)
+    cfg = TrainConfig(batch_size=4, max_steps=4, save_every=2, lr=1e-2, lora_rank=4, temperature=10.0)
+    out = tmp_path / "run"
+    with crash_after_checkpoint(monkeypatch):
+        train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
+    state_file = tmp_path / "run.checkpoint" / "trainer_state.pt"
+    saved = torch.load(state_file, weights_only=True)
+    assert saved["seconds"] > 0
+    saved["seconds"] = 1000.0  # as if the first two steps had taken 1,000 s
+    torch.save(saved, state_file)
+    resumed = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
+    assert resumed["seconds_total"] == pytest.approx(1000.0 + resumed["seconds_this_run"], abs=0.11)
 
 
 def test_train_config_validation():

@@ -178,6 +178,16 @@ class TrainState:
     # the model's text normalisation the run trains with (saved in checkpoints: a resume with
     # another one would mix two input distributions in one adapter)
     text_normalization: str = "none"
+    # training seconds of the earlier runs a resumed run continues, up to their last checkpoint
+    # (saved in checkpoints), and the wall clock at this run's first step
+    seconds_before: float = 0.0
+    started: float = 0.0
+
+    def seconds_total(self) -> float:
+        """Training seconds of this run so far plus those of the runs it resumed (up to the
+        checkpoint each resume started from; time after an interrupted run's last checkpoint is
+        redone, so not counted twice)."""
+        return self.seconds_before + (time.time() - self.started if self.started else 0.0)
 
 
 def _pick_loss(cfg: TrainConfig, examples: list[TrainExample]) -> str:
@@ -358,6 +368,7 @@ def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
                         "history": state.history, "temperature": state.temperature,
                         "text_normalization": state.text_normalization,
+                        "seconds": state.seconds_total(),
                         "torch_rng": rng, "torch_rng_per_process": rngs, "cuda_rng_per_process": cuda_rngs,
                         "num_processes": len(rngs)},
                        tmp / "trainer_state.pt")
@@ -415,6 +426,7 @@ def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
     sched.load_state_dict(saved["scheduler"])
     state.step, state.history = saved["step"], saved["history"]
     state.temperature = saved.get("temperature", 0.0)
+    state.seconds_before = float(saved.get("seconds", 0.0))  # checkpoints from before the field: 0
     rank = accelerator.process_index if accelerator is not None else 0
     per_process = saved.get("torch_rng_per_process") or [saved["torch_rng"]]
     torch.set_rng_state(per_process[rank] if rank < len(per_process) else saved["torch_rng"])
@@ -534,7 +546,7 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
                     accelerator.mixed_precision)
     bar = tqdm(total=total, initial=state.step, desc=f"train ({loss_name})", unit="step",
                disable=not (progress and main))
-    start = time.time()
+    start = state.started = time.time()
     done = state.step * cfg.grad_accum  # micro-batches already consumed (for resume)
     epoch = 0
     try:
@@ -608,7 +620,8 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
               "processes": world, "mixed_precision": accelerator.mixed_precision,
               "dtype": str(encoder.backbone.model.dtype).removeprefix("torch."), "device": str(encoder.device),
               "steps": state.step, "examples": len(examples),
-              "seconds_this_run": round(time.time() - start, 1), "config": resolved,
+              "seconds_this_run": round(time.time() - start, 1),
+              "seconds_total": round(state.seconds_total(), 1), "config": resolved,
               "history": state.history}
     encoder.config = inference_config
     if main:
