@@ -214,6 +214,17 @@ def crash_after_checkpoint(monkeypatch):
         monkeypatch.setattr(trainer, "_save_checkpoint", real_save)
 
 
+def crashed_training_checkpoint(tiny_model, examples, cfg, out: Path, monkeypatch) -> Path:
+    """Train ``tiny_model`` on ``examples`` with ``cfg`` into ``out``, killed right after its first
+    checkpoint (``crash_after_checkpoint``); returns the checkpoint's ``trainer_state.pt``."""
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.train.trainer import train
+
+    with crash_after_checkpoint(monkeypatch):
+        train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
+    return out.with_name(out.name + ".checkpoint") / "trainer_state.pt"
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

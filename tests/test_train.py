@@ -140,7 +140,7 @@ def test_kl_without_scores_is_refused(tiny_model, tmp_path):
 
 
 def test_resume_continues_where_it_stopped(tiny_model, tmp_path, monkeypatch):
-    from conftest import crash_after_checkpoint
+    from conftest import crashed_training_checkpoint
 
     data = _write_examples(tmp_path / "ex.jsonl", n=16)
     examples = load_examples(str(data), 1, seed=0)
@@ -150,9 +150,9 @@ def test_resume_continues_where_it_stopped(tiny_model, tmp_path, monkeypatch):
     full = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, tmp_path / "ref",
                  progress=False)
 
-    with crash_after_checkpoint(monkeypatch):
-        train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
-    assert (tmp_path / "run.checkpoint" / "trainer_state.pt").is_file() and not out.exists()
+    state_file = crashed_training_checkpoint(tiny_model, examples, cfg, out, monkeypatch)
+    assert state_file == tmp_path / "run.checkpoint" / "trainer_state.pt"
+    assert state_file.is_file() and not out.exists()
     resumed = train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
     assert resumed["steps"] == 4 and len(resumed["history"]) == 4
     for a, b in zip(full["history"], resumed["history"]):
@@ -162,15 +162,13 @@ def test_resume_continues_where_it_stopped(tiny_model, tmp_path, monkeypatch):
 
 def test_seconds_total_adds_the_checkpointed_seconds_of_the_runs_a_resume_continues(tiny_model, tmp_path,
                                                                                   monkeypatch):
-    from conftest import crash_after_checkpoint
+    from conftest import crashed_training_checkpoint
 
     data = _write_examples(tmp_path / "ex.jsonl", n=16)
     examples = load_examples(str(data), 1, seed=0)
     cfg = TrainConfig(batch_size=4, max_steps=4, save_every=2, lr=1e-2, lora_rank=4, temperature=10.0)
     out = tmp_path / "run"
-    with crash_after_checkpoint(monkeypatch):
-        train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
-    state_file = tmp_path / "run.checkpoint" / "trainer_state.pt"
+    state_file = crashed_training_checkpoint(tiny_model, examples, cfg, out, monkeypatch)
     saved = torch.load(state_file, weights_only=True)
     assert saved["seconds"] > 0
     saved["seconds"] = 1000.0  # as if the first two steps had taken 1,000 s

@@ -58,16 +58,14 @@ def test_planted_trainer_state_is_refused_on_resume(tiny_model, tmp_path, monkey
     """A training checkpoint whose trainer_state.pt carries a payload: resuming raises
     CheckpointError naming the file and how to restart; the payload never runs."""
     from splare_lucene.encoder import SplareEncoder
-    from conftest import crash_after_checkpoint
+    from conftest import crashed_training_checkpoint
     from splare_lucene.train.data import load_examples
     from splare_lucene.train.trainer import TrainConfig, train
 
     examples = load_examples(str(_examples(tmp_path / "ex.jsonl")), 1, seed=0)
     cfg = TrainConfig(batch_size=4, max_steps=2, save_every=1, lr=1e-2, lora_rank=4, temperature=10.0)
     out = tmp_path / "run"
-    with crash_after_checkpoint(monkeypatch):
-        train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
-    state_file = tmp_path / "run.checkpoint" / "trainer_state.pt"
+    state_file = crashed_training_checkpoint(tiny_model, examples, cfg, out, monkeypatch)
     # the toolkit's own checkpoint is plain data: it loads with the weights-only unpickler
     saved = torch.load(state_file, weights_only=True)
     marker = tmp_path / "pwned"
