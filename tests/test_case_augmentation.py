@@ -105,3 +105,35 @@ def test_train_itself_refuses_augmentation_on_a_lower_casing_encoder(tiny_model,
         train(encoder, BATCH, TrainConfig(batch_size=4, max_steps=1, case_augmentation=0.5), tmp_path / "o",
               progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def _readme_command(program: str) -> list[str]:
+    """The README's "Train your own" command line that runs ``splare-lucene <program>``, as argv
+    (continuation lines joined)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text[text.index("## Train your own"):]
+    block = block[block.index("```bash"):block.index("```", block.index("```bash") + 7)]
+    for line in re.sub(r"\\\n\s*", "", block).splitlines():
+        if line.startswith(f".venv/bin/splare-lucene {program} "):
+            return shlex.split(line)[1:]
+    raise AssertionError(f"README's Train your own section has no `splare-lucene {program}` line")
+
+
+def test_readme_train_command_passes_the_case_augmentation_check(tmp_path, capsys):
+    """The README's train command starts from the built-in model (which reads text lower-cased) with
+    --case-augmentation: it must pass the check that runs before any data is read. The data path is
+    swapped for a missing one, so the run stops at the data, after the check."""
+    args = _readme_command("train")
+    assert "--case-augmentation" in args
+    args[args.index("--data") + 1] = str(tmp_path / "no-such-data")
+    args[args.index("--output") + 1] = str(tmp_path / "out")
+    assert cli(args) == 1
+    err = capsys.readouterr().err
+    assert "would change nothing" not in err and "no-such-data" in err
+    # and the model the README then searches with is read lower-cased, as the default is
+    configure = _readme_command("configure")
+    assert configure[configure.index("--text-normalization") + 1] == "lowercase"

@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how every text is rewritten before tokenization, in training and in the trained "
                    "model (its text_normalization, saved in its config): none = as given, lowercase = "
                    "str.lower(), which makes the model case-insensitive (docs/pipeline.md). Default: the "
-                   "--model's own value ('none' for the built-in model and for --vocab-backbone)")
+                   "--model's own value ('lowercase' for the built-in model; 'none' for --vocab-backbone and for "
+                   "a model from assemble). --case-augmentation needs none: train with none, then read the "
+                   "model lower-cased with splare-lucene configure --text-normalization lowercase")
     p.add_argument("--output", required=True, help="model directory to write")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")

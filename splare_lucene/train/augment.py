@@ -48,8 +48,11 @@ def check_normalization(p: float, normalization: str) -> None:
     every text before tokenization (anything but "none"): the re-cased texts would be read alike."""
     if p and normalization != "none":
         raise ConfigError(f"--case-augmentation re-cases training texts, but text_normalization {normalization!r} "
-                          "rewrites every text before tokenization, so it would change nothing; train with "
-                          "--text-normalization none, or drop --case-augmentation")
+                          "rewrites every text before tokenization, so it would change nothing (the built-in "
+                          "model reads text lower-cased, and a model trained from it inherits that). Train with "
+                          "--text-normalization none, then read the trained model lower-cased with `splare-lucene "
+                          "configure --model OUT --output OUT-lc --text-normalization lowercase` (how the default "
+                          "was made), or drop --case-augmentation")
 
 
 def case_augment(batch: list[TrainExample], p: float, key: str) -> list[TrainExample]:
