@@ -27,6 +27,10 @@ class CheckpointError(SplareError, ValueError):
     """An SAE or model checkpoint is missing, malformed, or does not match the backbone."""
 
 
+class TrainingError(SplareError, RuntimeError):
+    """Training went wrong numerically (a loss that is not finite); the model is not written."""
+
+
 class JavaNotFoundError(SplareError, RuntimeError):
     """No Java 21+ runtime was found for Anserini."""
 

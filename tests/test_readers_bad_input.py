@@ -366,6 +366,12 @@ def test_training_texts_that_are_not_strings_are_refused(tmp_path):
     path.write_text(json.dumps({"query": "q", "positive": "p", "negatives": ["n"], "scores": [1, "x"]}) + "\n")
     with pytest.raises(InputError, match=r"train.jsonl:1: 'scores' must be an array of numbers"):
         load_examples(str(path), 1)
+    # json reads NaN and Infinity: a non-finite teacher score would make the KL loss NaN
+    for bad, shown in (("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf")):
+        path.write_text('{"query": "q", "positive": "p", "negatives": ["n"], "scores": [1.5, %s]}\n' % bad)
+        with pytest.raises(InputError, match=rf"train.jsonl:1: 'scores' must be finite numbers; value 1 of 2 "
+                                             rf"is {shown} "):
+            load_examples(str(path), 1)
 
 
 def test_ids_from_ir_datasets_are_checked_too(monkeypatch):

@@ -436,3 +436,29 @@ def test_kl_without_teacher_scores_says_how_many_lack_them_and_the_fix():
     with pytest.raises(ConfigError, match=r"--recipe paper's loss.*1 of 2 examples have none.*--loss infonce"):
         _pick_loss(TrainConfig(loss="kl"), examples)
     assert _pick_loss(TrainConfig(loss="auto"), examples) == "infonce"
+
+
+def test_a_loss_that_is_not_finite_stops_training_without_writing_the_model(tiny_model, tmp_path, monkeypatch,
+                                                                            capsys):
+    """A NaN loss (here from step 3 on) would apply NaN updates and leave a model whose vectors are
+    all empty, written with exit status 0: training stops with one line instead, keeps the step-2
+    checkpoint and writes no model."""
+    real = trainer_mod.info_nce
+    calls = []
+
+    def nan_from_step_3(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) >= 3 else loss
+
+    monkeypatch.setattr(trainer_mod, "info_nce", nan_from_step_3)
+    data = _write_examples(tmp_path / "ex.jsonl", n=16, with_scores=False)
+    out = tmp_path / "o"
+    assert cli(["train", "--model", str(tiny_model), "--data", str(data), "--output", str(out), "--loss",
+                "infonce", "--temperature", "10", "--max-steps", "4", "--batch-size", "4", "--save-every", "2",
+                "--lora-rank", "4", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "the infonce loss is nan at step 3" in err and "lower --lr" in err
+    assert "o.checkpoint (step 2) is kept" in err
+    assert not out.exists()
+    assert torch.load(tmp_path / "o.checkpoint" / "trainer_state.pt", weights_only=True)["step"] == 2

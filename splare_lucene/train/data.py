@@ -13,6 +13,7 @@ Sources:
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,13 @@ def _scores(value: object, path: Path, line: int) -> list[float]:
     if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                               for v in value):
         raise InputError(f"'scores' must be an array of numbers; got {json_kind(value)} {value!r:.60}",
+                         str(path), line)
+    # Python's json reads NaN, Infinity and -Infinity: one of them makes the KL loss NaN, and the
+    # LoRA update then empties every vector (a model that retrieves nothing, written without error)
+    bad = [i for i, v in enumerate(value) if not math.isfinite(v)]
+    if bad:
+        raise InputError(f"'scores' must be finite numbers; value {bad[0]} of {len(value)} is {value[bad[0]]} "
+                         f"(a teacher that failed on that candidate): rescore the line or drop it",
                          str(path), line)
     return [float(v) for v in value]
 

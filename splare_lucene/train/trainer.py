@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from .augment import case_augment, check_normalization, check_probability
 from .data import TrainExample
 from .losses import candidate_scores, flops, flops_weight, info_nce, kl_distillation
@@ -598,6 +598,17 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
                 record = {"step": state.step, "loss": round(rank_loss.item(), 5), "flops_q": round(fq.item(), 3),
                           "flops_d": round(fd.item(), 3), "nnz_q": round(float((q > 0).sum(1).float().mean()), 1),
                           "nnz_d": round(float((d > 0).sum(1).float().mean()), 1)}
+                if not math.isfinite(record["loss"]):
+                    # the same in every process (computed on the global batch), so all raise; the
+                    # optimizer has already applied this step's NaN gradients, so nothing is saved
+                    kept = (f"the checkpoint {ckpt} (step {state.step - 1 - (state.step - 1) % cfg.save_every}) "
+                            "is kept and a rerun resumes from it"
+                            if cfg.save_every and state.step > cfg.save_every else "no checkpoint was written")
+                    raise TrainingError(
+                        f"the {loss_name} loss is {record['loss']} at step {state.step}, so the update just "
+                        f"applied is not finite and the model is not written; {kept}. Usual causes: a "
+                        "learning rate too high for this model (lower --lr), or scores that overflow at this "
+                        "--temperature")
                 state.history.append(record)
                 bar.update(1)
                 bar.set_postfix({k: v for k, v in record.items() if k != "step"})
