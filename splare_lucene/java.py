@@ -283,6 +283,12 @@ def start_jvm() -> None:
         # torch's teardown, and the JVM then writes hs_err_pid*.log into the user's working
         # directory. Keep such reports in the temp directory instead.
         jnius_config.add_options(f"-XX:ErrorFile={Path(tempfile.gettempdir()) / 'splare-lucene-hs_err_pid%p.log'}")
+        # -Xrs: the JVM installs no SIGINT/SIGTERM/SIGHUP handlers, so Ctrl-C stays Python's
+        # KeyboardInterrupt ("interrupted", exit 130) and SIGTERM ends the process as it would
+        # without Java (exit 143). Without it the JVM took those signals and ran its shutdown in
+        # the middle of torch work: "RuntimeError: unknown parameter type", then an abort (134)
+        # and a JVM crash report (found by a newcomer check: Ctrl-C in distill-data or train).
+        jnius_config.add_options("-Xrs")
         try:
             import jnius  # pyjnius starts the JVM while importing its reflection classes
 

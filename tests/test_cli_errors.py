@@ -499,3 +499,32 @@ def test_search_api_checks_k_and_batch_size():
         batch_search(object(), [], k=10, threads=0)
     with pytest.raises(ConfigError, match="batch_size must be >= 1 .queries per forward pass.; got 0"):
         SplareQueryEncoder(object(), batch_size=0)
+
+
+@pytest.mark.java
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_signals_after_the_jvm_started_end_the_process_as_without_java(sig):
+    """Ctrl-C (SIGINT) or SIGTERM while torch computes in a process whose in-process JVM (Pyserini)
+    is up: the JVM must leave the signals to Python (-Xrs). Before, it took them and shut down
+    under torch: "RuntimeError: unknown parameter type", an abort (exit 134), a JVM crash report."""
+    script = f"""
+import os, signal, sys, threading
+from splare_lucene.java import start_jvm
+start_jvm()
+import torch
+threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.{sig})).start()
+a = torch.randn(400, 400)
+try:
+    for _ in range(200000):
+        a = torch.tanh(a @ a.T / 400)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+    sys.exit(130)
+print("never interrupted")
+"""
+    proc = _python(script)
+    assert "unknown parameter type" not in proc.stderr and "terminate called" not in proc.stderr
+    if sig == "SIGINT":
+        assert (proc.returncode, proc.stdout.strip()) == (130, "KeyboardInterrupt"), proc.stderr
+    else:
+        assert proc.returncode == -15, proc.stderr  # Python's default for SIGTERM: killed by it
