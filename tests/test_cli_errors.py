@@ -508,14 +508,18 @@ def test_signals_after_the_jvm_started_end_the_process_as_without_java(sig):
     is up: the JVM must leave the signals to Python (-Xrs). Before, it took them and shut down
     under torch: "RuntimeError: unknown parameter type", an abort (exit 134), a JVM crash report."""
     script = f"""
-import os, signal, sys, threading
+import os, signal, sys, threading, time
 from splare_lucene.java import start_jvm
+# a process started in the background by a shell without job control (CI) inherits SIGINT
+# ignored, and Python then installs no KeyboardInterrupt handler: give it the one a terminal has
+signal.signal(signal.SIGINT, signal.default_int_handler)
 start_jvm()
 import torch
 threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.{sig})).start()
 a = torch.randn(400, 400)
 try:
-    for _ in range(200000):
+    end = time.time() + 60  # the signal comes after 1 s
+    while time.time() < end:
         a = torch.tanh(a @ a.T / 400)
 except KeyboardInterrupt:
     print("KeyboardInterrupt")
