@@ -51,8 +51,8 @@ def test_default_model_encodes_several_languages(default_encoder):
     # retrieval across languages: the English query scores its French and German translations
     # above unrelated documents in English and German
     def score(query, doc):
-        weights = dict(zip(query.indices.tolist(), query.values.tolist()))
-        return sum(weights.get(i, 0.0) * v for i, v in zip(doc.indices.tolist(), doc.values.tolist()))
+        weights = query.to_dict()
+        return sum(weights.get(i, 0.0) * v for i, v in doc.to_dict().items())
 
     unrelated = default_encoder.encode(["A recipe for apple pie with cinnamon.",
                                         "Ein Rezept für Apfelkuchen mit Zimt."], "document")
