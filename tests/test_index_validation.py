@@ -405,6 +405,15 @@ def test_search_refuses_an_empty_query_before_loading_anything(tmp_path, capsys)
     assert rc == 1 and "the query is empty" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("query, warned", [("!!!???", True), ("¿¡…?", True), ("C++", False), ("月", False)])
+def test_search_warns_about_a_query_without_letters_or_digits(tmp_path, caplog, query, warned):
+    """Such a query still searches (its latents come from the punctuation tokens), with a warning
+    before the model loads (here it is missing, so the command stops right after)."""
+    rc = cli(["search", "--model", str(tmp_path / "no-such-model"), "--index", str(tmp_path), "--query", query])
+    assert rc == 1
+    assert any("has no letters or digits" in r.getMessage() for r in caplog.records) is warned
+
+
 @pytest.mark.java
 def test_search_index_that_is_a_file(tmp_path, tiny_model):
     from splare_lucene.search import SplareQueryEncoder, open_searcher

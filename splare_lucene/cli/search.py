@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from .common import add_model, add_runtime
 from .evaluate import add_hybrid_options, check_hybrid
 from .options import ArgumentCheckError, positive_int, probability, thread_count
+
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,6 +100,10 @@ def run(args) -> int:
         from ..errors import InputError
 
         raise InputError(f"the query is empty (--query {args.query!r}); give the text to search for")
+    if args.query is not None and not any(ch.isalnum() for ch in args.query):
+        logger.warning("the query %r has no letters or digits: its latents come from punctuation or symbols "
+                       "alone, so the hits rank documents that share those latents, rarely documents about "
+                       "anything (BM25 would find no term to match); give the words to search for", args.query)
     if args.output:  # before any work: the run never replaces an input, and can be written
         from ..outputs import check_not_input, check_output_file
 
