@@ -62,9 +62,19 @@ def merged(grids: list[dict]) -> dict:
     for grid in grids:
         for name, candidate in grid["candidates"].items():
             if name in out["candidates"]:
-                raise SystemExit(f"candidate {name!r} is in two --english results; rename one (--candidate NAME=MODEL)")
+                raise SystemExit(f"candidate {name!r} is in two results on {grid['collection']}; rename one "
+                                 "(--candidate NAME=MODEL)")
             out["candidates"][name] = candidate
     return out
+
+
+def by_collection(grids: list[dict]) -> list[dict]:
+    """``grids`` merged per collection (first-seen order): several runs on one cross-lingual split
+    count as one split holding all their candidates."""
+    groups: dict[str, list[dict]] = {}
+    for grid in grids:
+        groups.setdefault(grid["collection"], []).append(grid)
+    return [merged(g) for g in groups.values()]
 
 
 def choose(table: dict[str, dict], tolerance: float) -> str:
@@ -79,14 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--english", type=Path, nargs="+", required=True,
                    help="top_k_grid.py JSON on the English dev split; several: their candidates together")
     p.add_argument("--cross-lingual", type=Path, nargs="+", required=True,
-                   help="top_k_grid.py JSON on each cross-lingual dev split")
+                   help="top_k_grid.py JSON on each cross-lingual dev split; several on one split: their "
+                        "candidates together")
     p.add_argument("--reference", required=True, help="the candidate to beat (the current default)")
     p.add_argument("--reference-cell", help="its cell, q/d (default: its own setting)")
     p.add_argument("--tolerance", type=float, default=0.01)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "joint_cut"))
     args = p.parse_args(argv)
     english = merged([json.loads(f.read_text()) for f in args.english])
-    cross = [json.loads(f.read_text()) for f in args.cross_lingual]
+    cross = by_collection([json.loads(f.read_text()) for f in args.cross_lingual])
     names = [n for n in english["candidates"] if all(n in g["candidates"] for g in cross)]
     if args.reference not in names:
         raise SystemExit(f"--reference {args.reference!r} is not in every grid; candidates in all: {names}")

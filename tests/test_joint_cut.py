@@ -61,5 +61,17 @@ def test_english_results_of_several_runs_are_merged_and_a_repeated_name_refused(
     a = _grid("squad-dev", {"ref": {"150/400": 0.8}})
     b = _grid("squad-dev", {"new": {"150/400": 0.9}})
     assert set(joint_cut.merged([a, b])["candidates"]) == {"ref", "new"}
-    with pytest.raises(SystemExit, match="in two --english results"):
+    with pytest.raises(SystemExit, match="in two results on squad-dev"):
         joint_cut.merged([a, a])
+
+
+def test_cross_lingual_runs_on_one_split_count_as_one_split(joint_cut):
+    """An earlier run's grid and a new candidate's grid on nld-eng are one split, not two."""
+    old_nld = _grid("nld-eng", {"ref": {"150/400": 0.3}})
+    new_nld = _grid("nld-eng", {"new": {"150/400": 0.5}})
+    ita = _grid("ita-eng", {"ref": {"150/400": 0.4}, "new": {"150/400": 0.2}})
+    cross = joint_cut.by_collection([old_nld, ita, new_nld])
+    assert [g["collection"] for g in cross] == ["nld-eng", "ita-eng"]
+    assert set(cross[0]["candidates"]) == {"ref", "new"}
+    english = _grid("squad-dev", {"ref": {"150/400": 0.8}, "new": {"150/400": 0.8}})
+    assert joint_cut.joint_table(english, cross, "new")["150/400"]["cross_lingual"] == pytest.approx(0.35)
