@@ -10,13 +10,17 @@ from .options import positive_float, positive_int, probability, seed_int
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="SPLARE model directory to adapt")
-    p.add_argument("--corpus", action="append", required=True, help="text source; repeatable")
+    p.add_argument("--corpus", action="append", required=True,
+                   help="text source (BEIR folder, .jsonl, .tsv); repeatable; texts are drawn at random from "
+                        "the first 200,000")
     p.add_argument("--output", required=True, help="new model directory (bidirectional, with the MNTP adapter)")
-    p.add_argument("--steps", type=positive_int, default=1000)
-    p.add_argument("--mask-ratio", type=probability, default=0.2)
-    p.add_argument("--max-length", type=positive_int, default=128)
-    p.add_argument("--lr", type=positive_float, default=5e-5)
-    p.add_argument("--lora-rank", type=positive_int, default=16)
+    p.add_argument("--steps", type=positive_int, default=1000,
+                   help="optimizer steps of --batch-size texts (the paper: 10k on MS MARCO). Each runs the whole "
+                        "backbone and its LM head: about 8.5 s at 16 x 64 tokens on 2 CPU cores (Gemma 3 270M)")
+    p.add_argument("--mask-ratio", type=probability, default=0.2, help="share of tokens masked (the paper: 0.2)")
+    p.add_argument("--max-length", type=positive_int, default=128, help="tokens per text (longer ones are cut)")
+    p.add_argument("--lr", type=positive_float, default=5e-5, help="AdamW learning rate of the LoRA weights")
+    p.add_argument("--lora-rank", type=positive_int, default=16, help="LoRA rank on blocks 0..L (alpha 32)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--overwrite", action="store_true")
     add_runtime(p)
