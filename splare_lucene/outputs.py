@@ -58,8 +58,8 @@ def _is_sae(path: Path) -> bool:
 
 
 def _is_checkpoint(path: Path) -> bool:
-    """A training checkpoint (``<output>.checkpoint`` of ``train``)."""
-    return (path / "trainer_state.pt").is_file()
+    """A training checkpoint (``<output>.checkpoint`` of ``train`` or ``adapt``)."""
+    return (path / "trainer_state.pt").is_file() or (path / "mntp_state.pt").is_file()
 
 
 #: kind -> (description for messages, test). A directory may be replaced when it is empty or
@@ -69,7 +69,8 @@ KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "encode": ("an output of `splare-lucene encode` (manifests, summary.json and parts only)", _is_encode_output),
     "model": ("a model directory written by splare-lucene (with splare_config.json)", _is_model),
     "sae": ("an SAE directory written by `splare-lucene train-sae` (with sae_config.json)", _is_sae),
-    "checkpoint": ("a training checkpoint of `splare-lucene train` (with trainer_state.pt)", _is_checkpoint),
+    "checkpoint": ("a training checkpoint of `splare-lucene train` or `adapt` (with trainer_state.pt or "
+                   "mntp_state.pt)", _is_checkpoint),
 }
 
 

@@ -222,6 +222,80 @@ def test_adapt_then_train_keeps_both_adapters(tiny_model, tmp_path):
     assert trained.encode(["bees"], "query")[0].nnz > 0
 
 
+def _adapt_args(model, out, *extra):
+    return ["adapt", "--model", str(model), "--corpus", str(DEMO_DIR), "--output", str(out), "--steps", "4",
+            "--lr", "1e-2", "--lora-rank", "4", "--batch-size", "4", "--device", "cpu", "--save-every", "2", *extra]
+
+
+def test_adapt_resumes_its_checkpoint_with_the_same_batches(tiny_model, tmp_path, monkeypatch, capsys):
+    """A run stopped at step 3 keeps its step-2 checkpoint and writes no model; the same command
+    again resumes there and ends with the loss history of an uninterrupted run, the checkpoint
+    removed once the model is written."""
+    from splare_lucene.train import mntp
+
+    assert cli(_adapt_args(tiny_model, tmp_path / "ref")) == 0
+    reference = json.loads((tmp_path / "ref" / "mntp_report.json").read_text())
+    assert not (tmp_path / "ref.checkpoint").exists()
+
+    out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
+    real, calls = mntp.mntp_loss, []
+
+    def stop_at_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mntp, "mntp_loss", stop_at_step_3)
+    assert cli(_adapt_args(tiny_model, out)) == 130  # interrupted (Ctrl-C)
+    assert (ckpt / "mntp_state.pt").is_file() and not out.exists()
+    assert torch.load(ckpt / "mntp_state.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(mntp, "mntp_loss", real)
+    assert cli(_adapt_args(tiny_model, out)) == 0
+    report = json.loads((out / "mntp_report.json").read_text())
+    assert report["loss_history"] == pytest.approx(reference["loss_history"], rel=1e-4)
+    assert report["seconds"] >= report["seconds_this_run"]
+    assert not ckpt.exists()
+
+
+def test_adapt_refuses_a_checkpoint_of_other_settings_and_no_resume_starts_over(tiny_model, tmp_path,
+                                                                                 monkeypatch, capsys):
+    from splare_lucene.train import mntp
+
+    out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
+    real = mntp.mntp_loss
+    calls = []
+
+    def stop_at_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mntp, "mntp_loss", stop_at_step_3)
+    assert cli(_adapt_args(tiny_model, out)) == 130  # interrupted (Ctrl-C)
+    monkeypatch.setattr(mntp, "mntp_loss", real)
+    capsys.readouterr()
+    assert cli(_adapt_args(tiny_model, out, "--mask-ratio", "0.3")) == 1
+    err = capsys.readouterr().err
+    assert "other settings: mask_ratio 0.2 (now 0.3)" in err and "--no-resume" in err
+    assert (ckpt / "mntp_state.pt").is_file() and not out.exists()  # nothing removed by the refusal
+    assert cli(_adapt_args(tiny_model, out, "--mask-ratio", "0.3", "--no-resume")) == 0
+    assert len(json.loads((out / "mntp_report.json").read_text())["loss_history"]) == 4
+    assert not ckpt.exists()
+
+
+def test_adapt_stops_on_a_non_finite_loss_without_writing_a_model(tiny_model, tmp_path, monkeypatch, capsys):
+    from splare_lucene.train import mntp
+
+    real = mntp.mntp_loss
+    monkeypatch.setattr(mntp, "mntp_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    assert cli(_adapt_args(tiny_model, tmp_path / "run")) == 1
+    err = capsys.readouterr().err
+    assert "the MNTP loss is nan at step 1" in err and "no checkpoint was written" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_auto_temperature_is_chosen_once_and_reported(tiny_model, tmp_path):
     examples = load_examples(str(_write_examples(tmp_path / "ex.jsonl", with_scores=False)), 1, seed=0)
     cfg = TrainConfig(batch_size=4, max_steps=2, temperature=0.0, lora_rank=4, save_every=0)

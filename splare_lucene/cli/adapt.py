@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_runtime, check_output
-from .options import positive_float, positive_int, probability, seed_int
+from .options import non_negative_int, positive_float, positive_int, probability, seed_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=5e-5, help="AdamW learning rate of the LoRA weights")
     p.add_argument("--lora-rank", type=positive_int, default=16, help="LoRA rank on blocks 0..L (alpha 32)")
     p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--save-every", type=non_negative_int, default=50,
+                   help="write <output>.checkpoint every N steps (0: never); a rerun of the same command resumes "
+                        "from it, and it is removed once the model is written")
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint and start from step 0")
     p.add_argument("--overwrite", action="store_true")
     add_runtime(p)
 
@@ -45,10 +49,14 @@ def run(args) -> int:
     if config.adapter or config.mntp_adapter:
         raise ConfigError(f"{args.model} already has adapters; adapt a model made by `assemble`")
     check_adaptable(config.backbone, source)  # before --overwrite removes anything
-    from ..outputs import check_not_input, install_dir
+    from ..outputs import check_not_input, check_replaceable, install_dir
 
     check_not_input(args.output, {"--model": source, "--corpus": args.corpus})
     out = check_output(args.output, args.overwrite, "model directory", kinds=["model"], remove=False)
+    ckpt = out.with_name(out.name + ".checkpoint")
+    check_replaceable(ckpt, ["checkpoint"], what="checkpoint directory")  # before any work
+    if args.no_resume and ckpt.exists():
+        shutil.rmtree(ckpt)
     cfg = MNTPConfig(steps=args.steps, batch_size=args.batch_size, max_length=args.max_length,
                      mask_ratio=args.mask_ratio, lr=args.lr, lora_rank=args.lora_rank, seed=args.seed)
     # normalised as the model will see them at encoding time (its text_normalization)
@@ -56,7 +64,8 @@ def run(args) -> int:
              for d in itertools.chain.from_iterable(read_documents(c, allow_empty=True) for c in args.corpus))
     texts = itertools.islice(texts, 200_000)  # a bounded sampling pool
     peft_model, report = adapt_bidirectional(config.backbone, config.layer, texts, cfg, base_dir=source,
-                                             device=pick_device(args.device), dtype=args.dtype)
+                                             device=pick_device(args.device), dtype=args.dtype,
+                                             checkpoint=ckpt, save_every=args.save_every)
     out.parent.mkdir(parents=True, exist_ok=True)
     # a fresh temporary directory (a fixed `<out>.tmp` could be a user's folder), removed on failure
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -69,5 +78,6 @@ def run(args) -> int:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(ckpt, ignore_errors=True)
     print(f"adapted model written to {out}; MNTP loss {report['loss_history'][0]} -> {report['loss_history'][-1]}")
     return 0

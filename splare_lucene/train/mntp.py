@@ -10,7 +10,10 @@ model at layer L keeps), so the resulting adapter loads onto the cut model uncha
 from __future__ import annotations
 
 import logging
+import math
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +24,7 @@ import torch.nn.functional as F
 
 from ..backbone import (LoadedBackbone, bidirectional_mask, is_encoder_backbone, last_layer, load_backbone,
                         quiet_peft_wrapping, tokenize)
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +81,96 @@ def check_adaptable(backbone_ref: str, base_dir: Path | None = None) -> None:
                           "Skip `adapt` and train the model directly (`splare-lucene train --model ...`)")
 
 
+STATE_FILE = "mntp_state.pt"
+
+
+def _save_checkpoint(directory: Path, peft_model, opt, state: dict) -> None:
+    """Write the MNTP adapter and the loop state to ``directory`` atomically (a fresh temporary
+    directory renamed into place): ``adapter/`` (safetensors) and ``mntp_state.pt``, which holds
+    only tensors, numbers, strings and plain containers (the optimizer ``state_dict``, the step,
+    the loss history, the seconds so far, the settings, the number of texts drawn from, the mask
+    generator's state as a uint8 tensor, Python's ``random`` state of the batch draw), so
+    ``_load_checkpoint`` reads it with ``torch.load(weights_only=True)``."""
+    from ..outputs import install_dir
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        peft_model.save_pretrained(str(tmp / "adapter"))
+        torch.save({**state, "optimizer": opt.state_dict()}, tmp / STATE_FILE)
+        install_dir(tmp, directory, ["checkpoint"], what="checkpoint directory")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _load_checkpoint(directory: Path, peft_model, opt, cfg: MNTPConfig, n_texts: int) -> dict:
+    """The loop state of ``_save_checkpoint``, with the adapter and optimizer loaded in place.
+
+    No code from the checkpoint runs (safetensors, ``torch.load(weights_only=True)``).
+
+    Raises:
+        CheckpointError: a file is missing, corrupt or foreign, or the run was started with other
+            settings (all but ``steps``) or another number of texts; the message says how to restart.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    restart = f"delete {directory} to restart the adaptation from step 0 (or pass --no-resume)"
+    weights = directory / "adapter" / "adapter_model.safetensors"
+    try:
+        adapter = load_file(str(weights))
+    except Exception as exc:
+        raise CheckpointError(f"cannot read the checkpoint's adapter {weights}: {exc}; {restart}") from exc
+    state_file = directory / STATE_FILE
+    try:
+        saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        from ..backbone import pickle_refusal_reason
+
+        raise CheckpointError(f"{state_file} was not loaded: it is not an adaptation state this toolkit writes "
+                              f"(only tensors, numbers and plain containers are read): "
+                              f"{pickle_refusal_reason(exc)}; {restart}") from exc
+    keys = {"optimizer", "step", "history", "config", "n_texts", "mask_generator", "draw_rng", "seconds"}
+    if not isinstance(saved, dict) or not keys <= saved.keys():
+        raise CheckpointError(f"{state_file} does not hold an adaptation state ({', '.join(sorted(keys))}); "
+                              f"{restart}")
+    now = {k: v for k, v in asdict(cfg).items() if k != "steps"}
+    then = {k: v for k, v in saved["config"].items() if k != "steps"}
+    then["target_modules"] = tuple(then.get("target_modules", ()))
+    changed = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+    if changed:
+        was = ", ".join(f"{k} {then.get(k)!r} (now {now.get(k)!r})" for k in changed)
+        raise CheckpointError(f"{directory} was written by an adaptation with other settings: {was}; resume with "
+                              f"the same settings, or {restart}")
+    if saved["n_texts"] != n_texts:
+        raise CheckpointError(f"{directory} was written by an adaptation drawing from {saved['n_texts']:,} texts, "
+                              f"this one has {n_texts:,} (another --corpus?); resume with the same corpus, "
+                              f"or {restart}")
+    if saved["step"] > cfg.steps:
+        raise CheckpointError(f"{directory} is at step {saved['step']}, past --steps {cfg.steps}; give --steps "
+                              f"{saved['step']} or more, or {restart}")
+    set_peft_model_state_dict(peft_model, adapter)
+    opt.load_state_dict(saved["optimizer"])
+    logger.info("resumed from %s at step %d", directory, saved["step"])
+    return saved
+
+
 def adapt_bidirectional(backbone_ref: str, layer: int, texts: Iterable[str], cfg: MNTPConfig, *,
                         device: str = "cpu", dtype: str = "float32", base_dir: Path | None = None,
-                        progress: bool = True):
+                        progress: bool = True, checkpoint: Path | None = None, save_every: int = 0):
     """Train an MNTP LoRA adapter on blocks 0..layer; returns (peft model, report).
 
+    With ``checkpoint`` and ``save_every`` > 0 the adapter, optimizer and loop state are written
+    to ``checkpoint`` every ``save_every`` steps (not after the last: the caller writes the model,
+    then removes the checkpoint); an existing checkpoint there is resumed, and the resumed run
+    draws the same batches and masks as an uninterrupted one. ``report["seconds"]`` counts the
+    runs a resume continues (up to their checkpoint); ``seconds_this_run`` this call alone.
+
     Raises ConfigError for a bidirectional encoder backbone (BERT, XLM-R): MNTP turns a causal
-    decoder into a bidirectional one, which an encoder already is.
+    decoder into a bidirectional one, which an encoder already is. CheckpointError for a
+    checkpoint that cannot be resumed (see ``_load_checkpoint``). TrainingError when the loss
+    turns non-finite (the update is applied, so nothing is saved; the last checkpoint is kept).
     """
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
@@ -112,9 +198,15 @@ def adapt_bidirectional(backbone_ref: str, layer: int, texts: Iterable[str], cfg
     pool = list(texts)
     if not pool:
         raise ValueError("no texts for MNTP adaptation")
-    history, start = [], time.time()
+    history, first, seconds_before = [], 0, 0.0
+    if checkpoint is not None and (checkpoint / STATE_FILE).is_file():
+        saved = _load_checkpoint(checkpoint, bb.model, opt, cfg, len(pool))
+        history, first, seconds_before = list(saved["history"]), saved["step"], float(saved["seconds"])
+        gen.set_state(saved["mask_generator"])
+        rng.setstate(saved["draw_rng"])
+    start = time.time()
     bb.model.train()
-    for step in tqdm(range(cfg.steps), desc="mntp", disable=not progress):
+    for step in tqdm(range(first, cfg.steps), desc="mntp", disable=not progress, initial=first, total=cfg.steps):
         batch = [pool[rng.randrange(len(pool))] for _ in range(cfg.batch_size)]
         ids, attn, maskable = tokenize(bb, batch, cfg.max_length, bb.model.device)
         loss = mntp_loss(bb, ids, attn, maskable, mask_id, cfg.mask_ratio, gen)
@@ -122,8 +214,20 @@ def adapt_bidirectional(backbone_ref: str, layer: int, texts: Iterable[str], cfg
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        history.append(round(loss.item(), 4))
+        value = loss.item()
+        if not math.isfinite(value):
+            kept = (f"the checkpoint {checkpoint} is kept and a rerun resumes from it"
+                    if checkpoint is not None and (checkpoint / STATE_FILE).is_file() else "no checkpoint was written")
+            raise TrainingError(f"the MNTP loss is {value} at step {step + 1}, so the update just applied is not "
+                                f"finite and the model is not written; {kept}. Lower --lr")
+        history.append(round(value, 4))
+        done = step + 1
+        if checkpoint is not None and save_every and done % save_every == 0 and done < cfg.steps:
+            _save_checkpoint(checkpoint, bb.model, opt, {
+                "step": done, "history": history, "config": asdict(cfg), "n_texts": len(pool),
+                "mask_generator": gen.get_state(), "draw_rng": rng.getstate(),
+                "seconds": seconds_before + time.time() - start})
+    this_run = time.time() - start
     report = {"config": asdict(cfg), "layer": layer, "mask_token_id": mask_id, "loss_history": history,
-              "seconds": round(time.time() - start, 1)}
+              "seconds": round(seconds_before + this_run, 1), "seconds_this_run": round(this_run, 1)}
     return bb.model, report
-
