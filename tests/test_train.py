@@ -227,17 +227,10 @@ def _adapt_args(model, out, *extra):
             "--lr", "1e-2", "--lora-rank", "4", "--batch-size", "4", "--device", "cpu", "--save-every", "2", *extra]
 
 
-def test_adapt_resumes_its_checkpoint_with_the_same_batches(tiny_model, tmp_path, monkeypatch, capsys):
-    """A run stopped at step 3 keeps its step-2 checkpoint and writes no model; the same command
-    again resumes there and ends with the loss history of an uninterrupted run, the checkpoint
-    removed once the model is written."""
+def _interrupt_adapt_at_step_3(model, out, monkeypatch) -> None:
+    """Run `adapt` (4 steps, a checkpoint every 2) and press Ctrl-C during step 3."""
     from splare_lucene.train import mntp
 
-    assert cli(_adapt_args(tiny_model, tmp_path / "ref")) == 0
-    reference = json.loads((tmp_path / "ref" / "mntp_report.json").read_text())
-    assert not (tmp_path / "ref.checkpoint").exists()
-
-    out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
     real, calls = mntp.mntp_loss, []
 
     def stop_at_step_3(*args, **kwargs):
@@ -246,35 +239,34 @@ def test_adapt_resumes_its_checkpoint_with_the_same_batches(tiny_model, tmp_path
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mntp, "mntp_loss", stop_at_step_3)
-    assert cli(_adapt_args(tiny_model, out)) == 130  # interrupted (Ctrl-C)
+    with monkeypatch.context() as patch:
+        patch.setattr(mntp, "mntp_loss", stop_at_step_3)
+        assert cli(_adapt_args(model, out)) == 130  # interrupted
+
+
+def test_adapt_resumes_its_checkpoint_with_the_same_batches(tiny_model, tmp_path, monkeypatch, capsys):
+    """A run stopped at step 3 keeps its step-2 checkpoint and writes no model; the same command
+    again resumes there and ends with the loss history of an uninterrupted run, the checkpoint
+    removed once the model is written."""
+    assert cli(_adapt_args(tiny_model, tmp_path / "ref")) == 0
+    reference = json.loads((tmp_path / "ref" / "mntp_report.json").read_text())
+    assert not (tmp_path / "ref.checkpoint").exists()
+
+    out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
+    _interrupt_adapt_at_step_3(tiny_model, out, monkeypatch)
     assert (ckpt / "mntp_state.pt").is_file() and not out.exists()
     assert torch.load(ckpt / "mntp_state.pt", weights_only=True)["step"] == 2
-    monkeypatch.setattr(mntp, "mntp_loss", real)
     assert cli(_adapt_args(tiny_model, out)) == 0
     report = json.loads((out / "mntp_report.json").read_text())
     assert report["loss_history"] == pytest.approx(reference["loss_history"], rel=1e-4)
-    assert report["seconds"] >= report["seconds_this_run"]
+    assert report["seconds"] > report["seconds_this_run"]  # with the interrupted run's two steps
     assert not ckpt.exists()
 
 
 def test_adapt_refuses_a_checkpoint_of_other_settings_and_no_resume_starts_over(tiny_model, tmp_path,
                                                                                  monkeypatch, capsys):
-    from splare_lucene.train import mntp
-
     out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
-    real = mntp.mntp_loss
-    calls = []
-
-    def stop_at_step_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(mntp, "mntp_loss", stop_at_step_3)
-    assert cli(_adapt_args(tiny_model, out)) == 130  # interrupted (Ctrl-C)
-    monkeypatch.setattr(mntp, "mntp_loss", real)
+    _interrupt_adapt_at_step_3(tiny_model, out, monkeypatch)
     capsys.readouterr()
     assert cli(_adapt_args(tiny_model, out, "--mask-ratio", "0.3")) == 1
     err = capsys.readouterr().err
