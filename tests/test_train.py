@@ -255,11 +255,14 @@ def test_adapt_resumes_its_checkpoint_with_the_same_batches(tiny_model, tmp_path
     out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
     _interrupt_adapt_at_step_3(tiny_model, out, monkeypatch)
     assert (ckpt / "mntp_state.pt").is_file() and not out.exists()
-    assert torch.load(ckpt / "mntp_state.pt", weights_only=True)["step"] == 2
+    saved = torch.load(ckpt / "mntp_state.pt", weights_only=True)
+    assert saved["step"] == 2 and saved["seconds"] > 0
+    saved["seconds"] = 1000.0  # as if the first two steps had taken 1,000 s
+    torch.save(saved, ckpt / "mntp_state.pt")
     assert cli(_adapt_args(tiny_model, out)) == 0
     report = json.loads((out / "mntp_report.json").read_text())
     assert report["loss_history"] == pytest.approx(reference["loss_history"], rel=1e-4)
-    assert report["seconds"] > report["seconds_this_run"]  # with the interrupted run's two steps
+    assert report["seconds"] == pytest.approx(1000.0 + report["seconds_this_run"], abs=0.11)
     assert not ckpt.exists()
 
 
