@@ -23,8 +23,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence, Union
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 from .errors import ConfigError
 
@@ -270,6 +271,23 @@ def install_dir(tmp: PathLike, target: PathLike, kinds: Sequence[str], *, what: 
     caller's cleanup)."""
     safe_replace_dir(target, kinds, what=what)
     os.replace(tmp, target)
+
+
+@contextmanager
+def staged_dir(target: PathLike, kinds: Sequence[str], *, what: str = "--output") -> Iterator[Path]:
+    """A fresh temporary directory beside ``target`` to build it in (a fixed ``<target>.tmp``
+    could be a user's folder): installed as ``target`` (:func:`install_dir`, replacing only a
+    ``target`` of ``kinds``) when the block ends normally, removed when it raises (its random name
+    means nothing else would remove it)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        install_dir(tmp, target, kinds, what=what)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def temp_path_beside(path: PathLike) -> Path:

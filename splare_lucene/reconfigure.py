@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from .config import SplareConfig
@@ -84,7 +83,7 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
     from .encoder import model_fingerprint, resolve_model_dir
     from .explain.labels import load_latent_labels, save_latent_labels
     from .explain.records import LABELS_NAME
-    from .outputs import check_not_input, check_output_dir, check_replaceable, install_dir
+    from .outputs import check_not_input, check_output_dir, check_replaceable, staged_dir
 
     source = resolve_model_dir(model)
     old = SplareConfig.load(source)
@@ -99,9 +98,7 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
             raise ConfigError(f"--output {output} already exists; pass --overwrite to replace it")
         check_replaceable(target, ["model"], what="--output")
     check_output_dir(target, what="--output")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with staged_dir(target, ["model"], what="--output") as tmp:
         shutil.copytree(source, tmp, symlinks=False, dirs_exist_ok=True)
         new.save(tmp)
         labels = load_latent_labels(tmp)  # None when the model has none
@@ -114,10 +111,6 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
                     "its activations differ: rebuild the labels with `splare-lucene label-latents "
                     "--model %s` (explain warns until then)", LABELS_NAME, old.text_normalization,
                     new.text_normalization, output)
-        install_dir(tmp, target, ["model"], what="--output")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     if old.adapter and new.text_normalization != old.text_normalization:
         augmentation = _case_augmentation(source)
         if augmentation:  # a share of the texts re-cased (lower among them), the rest as given

@@ -34,8 +34,6 @@ def run(args) -> int:
     import itertools
     import json
     import shutil
-    import tempfile
-    from pathlib import Path
 
     from ..backbone import pick_device
     from ..config import SplareConfig
@@ -49,7 +47,7 @@ def run(args) -> int:
     if config.adapter or config.mntp_adapter:
         raise ConfigError(f"{args.model} already has adapters; adapt a model made by `assemble`")
     check_adaptable(config.backbone, source)  # before --overwrite removes anything
-    from ..outputs import check_not_input, check_replaceable, install_dir
+    from ..outputs import check_not_input, check_replaceable, staged_dir
 
     check_not_input(args.output, {"--model": source, "--corpus": args.corpus})
     out = check_output(args.output, args.overwrite, "model directory", kinds=["model"], remove=False)
@@ -66,18 +64,11 @@ def run(args) -> int:
     peft_model, report = adapt_bidirectional(config.backbone, config.layer, texts, cfg, base_dir=source,
                                              device=pick_device(args.device), dtype=args.dtype,
                                              checkpoint=ckpt, save_every=args.save_every)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # a fresh temporary directory (a fixed `<out>.tmp` could be a user's folder), removed on failure
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with staged_dir(out, ["model"], what="model directory") as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
         peft_model.save_pretrained(str(tmp / "mntp_adapter"))
         config.replace(bidirectional=True, mntp_adapter="mntp_adapter").save(tmp)
         (tmp / "mntp_report.json").write_text(json.dumps(report, indent=2) + "\n")
-        install_dir(tmp, out, ["model"], what="model directory")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     shutil.rmtree(ckpt, ignore_errors=True)
     print(f"adapted model written to {out}; MNTP loss {report['loss_history'][0]} -> {report['loss_history'][-1]}")
     return 0

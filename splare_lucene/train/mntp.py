@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,17 +89,11 @@ def _save_checkpoint(directory: Path, peft_model, opt, state: dict) -> None:
     the loss history, the seconds so far, the settings, the number of texts drawn from, the mask
     generator's state as a uint8 tensor, Python's ``random`` state of the batch draw), so
     ``_load_checkpoint`` reads it with ``torch.load(weights_only=True)``."""
-    from ..outputs import install_dir
+    from ..outputs import staged_dir
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
+    with staged_dir(directory, ["checkpoint"], what="checkpoint directory") as tmp:
         peft_model.save_pretrained(str(tmp / "adapter"))
         torch.save({**state, "optimizer": opt.state_dict()}, tmp / STATE_FILE)
-        install_dir(tmp, directory, ["checkpoint"], what="checkpoint directory")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _load_checkpoint(directory: Path, peft_model, opt, cfg: MNTPConfig, n_texts: int) -> dict:

@@ -20,7 +20,6 @@ import logging
 import math
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -358,12 +357,9 @@ def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
     pairs = accelerator.gather_for_metrics([(rng, cuda_rng)], use_gather_object=True) if multi else [(rng, cuda_rng)]
     rngs, cuda_rngs = [cpu for cpu, _ in pairs], [cuda for _, cuda in pairs]
     if accelerator is None or accelerator.is_main_process:
-        # a fresh temporary directory: a fixed `<name>.tmp` could be a user's folder
-        from ..outputs import install_dir
+        from ..outputs import staged_dir
 
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-        try:
+        with staged_dir(directory, ["checkpoint"], what="checkpoint directory") as tmp:
             peft_model.save_pretrained(str(tmp / "adapter"))
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
                         "history": state.history, "temperature": state.temperature,
@@ -372,10 +368,6 @@ def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
                         "torch_rng": rng, "torch_rng_per_process": rngs, "cuda_rng_per_process": cuda_rngs,
                         "num_processes": len(rngs)},
                        tmp / "trainer_state.pt")
-            install_dir(tmp, directory, ["checkpoint"], what="checkpoint directory")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)  # a random name: nothing else would remove it
-            raise
     if multi:
         accelerator.wait_for_everyone()
 
