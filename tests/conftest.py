@@ -225,6 +225,30 @@ def crashed_training_checkpoint(tiny_model, examples, cfg, out: Path, monkeypatc
     return out.with_name(out.name + ".checkpoint") / "trainer_state.pt"
 
 
+def adapt_args(model, out, *extra) -> list[str]:
+    """`adapt` CLI arguments: 4 steps on the demo corpus, a checkpoint every 2."""
+    return ["adapt", "--model", str(model), "--corpus", str(DEMO_DIR), "--output", str(out), "--steps", "4",
+            "--lr", "1e-2", "--lora-rank", "4", "--batch-size", "4", "--device", "cpu", "--save-every", "2", *extra]
+
+
+def interrupt_adapt_at_step_3(model, out, monkeypatch) -> None:
+    """Run `adapt` (4 steps, a checkpoint every 2) and press Ctrl-C during step 3."""
+    from splare_lucene.cli.main import main as cli
+    from splare_lucene.train import mntp
+
+    real, calls = mntp.mntp_loss, []
+
+    def stop_at_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mntp, "mntp_loss", stop_at_step_3)
+        assert cli(adapt_args(model, out)) == 130  # interrupted
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

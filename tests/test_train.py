@@ -17,7 +17,7 @@ from splare_lucene.train import trainer as trainer_mod
 from splare_lucene.train.data import load_examples
 from splare_lucene.train.trainer import TrainConfig, recipe_config, train
 
-from conftest import DEMO_DIR, read_jsonl
+from conftest import DEMO_DIR, adapt_args, interrupt_adapt_at_step_3, read_jsonl
 
 
 def _write_examples(path, with_scores=True, n=12):
@@ -222,44 +222,22 @@ def test_adapt_then_train_keeps_both_adapters(tiny_model, tmp_path):
     assert trained.encode(["bees"], "query")[0].nnz > 0
 
 
-def _adapt_args(model, out, *extra):
-    return ["adapt", "--model", str(model), "--corpus", str(DEMO_DIR), "--output", str(out), "--steps", "4",
-            "--lr", "1e-2", "--lora-rank", "4", "--batch-size", "4", "--device", "cpu", "--save-every", "2", *extra]
-
-
-def _interrupt_adapt_at_step_3(model, out, monkeypatch) -> None:
-    """Run `adapt` (4 steps, a checkpoint every 2) and press Ctrl-C during step 3."""
-    from splare_lucene.train import mntp
-
-    real, calls = mntp.mntp_loss, []
-
-    def stop_at_step_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(mntp, "mntp_loss", stop_at_step_3)
-        assert cli(_adapt_args(model, out)) == 130  # interrupted
-
-
 def test_adapt_resumes_its_checkpoint_with_the_same_batches(tiny_model, tmp_path, monkeypatch, capsys):
     """A run stopped at step 3 keeps its step-2 checkpoint and writes no model; the same command
     again resumes there and ends with the loss history of an uninterrupted run, the checkpoint
     removed once the model is written."""
-    assert cli(_adapt_args(tiny_model, tmp_path / "ref")) == 0
+    assert cli(adapt_args(tiny_model, tmp_path / "ref")) == 0
     reference = json.loads((tmp_path / "ref" / "mntp_report.json").read_text())
     assert not (tmp_path / "ref.checkpoint").exists()
 
     out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
-    _interrupt_adapt_at_step_3(tiny_model, out, monkeypatch)
+    interrupt_adapt_at_step_3(tiny_model, out, monkeypatch)
     assert (ckpt / "mntp_state.pt").is_file() and not out.exists()
     saved = torch.load(ckpt / "mntp_state.pt", weights_only=True)
     assert saved["step"] == 2 and saved["seconds"] > 0
     saved["seconds"] = 1000.0  # as if the first two steps had taken 1,000 s
     torch.save(saved, ckpt / "mntp_state.pt")
-    assert cli(_adapt_args(tiny_model, out)) == 0
+    assert cli(adapt_args(tiny_model, out)) == 0
     report = json.loads((out / "mntp_report.json").read_text())
     assert report["loss_history"] == pytest.approx(reference["loss_history"], rel=1e-4)
     assert report["seconds"] == pytest.approx(1000.0 + report["seconds_this_run"], abs=0.11)
@@ -269,13 +247,13 @@ def test_adapt_resumes_its_checkpoint_with_the_same_batches(tiny_model, tmp_path
 def test_adapt_refuses_a_checkpoint_of_other_settings_and_no_resume_starts_over(tiny_model, tmp_path,
                                                                                  monkeypatch, capsys):
     out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
-    _interrupt_adapt_at_step_3(tiny_model, out, monkeypatch)
+    interrupt_adapt_at_step_3(tiny_model, out, monkeypatch)
     capsys.readouterr()
-    assert cli(_adapt_args(tiny_model, out, "--mask-ratio", "0.3")) == 1
+    assert cli(adapt_args(tiny_model, out, "--mask-ratio", "0.3")) == 1
     err = capsys.readouterr().err
     assert "other settings: mask_ratio 0.2 (now 0.3)" in err and "--no-resume" in err
     assert (ckpt / "mntp_state.pt").is_file() and not out.exists()  # nothing removed by the refusal
-    assert cli(_adapt_args(tiny_model, out, "--mask-ratio", "0.3", "--no-resume")) == 0
+    assert cli(adapt_args(tiny_model, out, "--mask-ratio", "0.3", "--no-resume")) == 0
     assert len(json.loads((out / "mntp_report.json").read_text())["loss_history"]) == 4
     assert not ckpt.exists()
 
@@ -285,7 +263,7 @@ def test_adapt_stops_on_a_non_finite_loss_without_writing_a_model(tiny_model, tm
 
     real = mntp.mntp_loss
     monkeypatch.setattr(mntp, "mntp_loss", lambda *a, **k: real(*a, **k) * float("nan"))
-    assert cli(_adapt_args(tiny_model, tmp_path / "run")) == 1
+    assert cli(adapt_args(tiny_model, tmp_path / "run")) == 1
     err = capsys.readouterr().err
     assert "the MNTP loss is nan at step 1" in err and "no checkpoint was written" in err
     assert not (tmp_path / "run").exists()

@@ -20,7 +20,7 @@ import torch
 
 from splare_lucene.errors import CheckpointError
 
-from conftest import DEMO_DIR, read_jsonl
+from conftest import DEMO_DIR, adapt_args, interrupt_adapt_at_step_3, read_jsonl
 
 
 class _Plant:
@@ -75,6 +75,24 @@ def test_planted_trainer_state_is_refused_on_resume(tiny_model, tmp_path, monkey
         train(SplareEncoder.from_pretrained(tiny_model, device="cpu"), examples, cfg, out, progress=False)
     assert "system" in str(err.value)  # names what it refused
     assert not marker.exists() and not out.exists()
+    _prove_it_runs(state_file, marker)
+
+
+def test_planted_adaptation_state_is_refused_on_resume(tiny_model, tmp_path, monkeypatch, capsys):
+    """`adapt`'s checkpoint (mntp_state.pt) with a payload: the resume fails with exit 1 and a message
+    naming the file and how to restart; the payload never runs and the checkpoint is kept."""
+    from splare_lucene.cli.main import main as cli
+
+    out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint"
+    interrupt_adapt_at_step_3(tiny_model, out, monkeypatch)
+    state_file = ckpt / "mntp_state.pt"
+    marker = tmp_path / "pwned"
+    torch.save({**torch.load(state_file, weights_only=True), "note": _Plant(marker)}, state_file)
+    capsys.readouterr()
+    assert cli(adapt_args(tiny_model, out)) == 1
+    err = capsys.readouterr().err
+    assert "mntp_state.pt was not loaded" in err and "system" in err and "--no-resume" in err
+    assert not marker.exists() and not out.exists() and state_file.is_file()
     _prove_it_runs(state_file, marker)
 
 

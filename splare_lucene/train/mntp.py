@@ -106,27 +106,12 @@ def _load_checkpoint(directory: Path, peft_model, opt, cfg: MNTPConfig, n_texts:
             settings (all but ``steps``) or another number of texts; the message says how to restart.
     """
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+
+    from .checkpoint import read_checkpoint
 
     restart = f"delete {directory} to restart the adaptation from step 0 (or pass --no-resume)"
-    weights = directory / "adapter" / "adapter_model.safetensors"
-    try:
-        adapter = load_file(str(weights))
-    except Exception as exc:
-        raise CheckpointError(f"cannot read the checkpoint's adapter {weights}: {exc}; {restart}") from exc
-    state_file = directory / STATE_FILE
-    try:
-        saved = torch.load(state_file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        from ..backbone import pickle_refusal_reason
-
-        raise CheckpointError(f"{state_file} was not loaded: it is not an adaptation state this toolkit writes "
-                              f"(only tensors, numbers and plain containers are read): "
-                              f"{pickle_refusal_reason(exc)}; {restart}") from exc
     keys = {"optimizer", "step", "history", "config", "n_texts", "mask_generator", "draw_rng", "seconds"}
-    if not isinstance(saved, dict) or not keys <= saved.keys():
-        raise CheckpointError(f"{state_file} does not hold an adaptation state ({', '.join(sorted(keys))}); "
-                              f"{restart}")
+    adapter, saved = read_checkpoint(directory, STATE_FILE, keys, "an adaptation state", restart)
     now = {k: v for k, v in asdict(cfg).items() if k != "steps"}
     then = {k: v for k, v in saved["config"].items() if k != "steps"}
     then["target_modules"] = tuple(then.get("target_modules", ()))

@@ -383,31 +383,15 @@ def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
     ``__reduce__`` would call ``os.system``.
     """
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+
+    from .checkpoint import read_checkpoint
 
     restart = (f"delete {directory} to restart the run from step 0 (or pass --no-resume), or "
                "restore the checkpoint that run wrote")
-    weights = directory / "adapter" / "adapter_model.safetensors"
-    try:
-        adapter = load_file(str(weights))
-    except Exception as exc:  # FileNotFoundError, SafetensorError (corrupt header), ...
-        raise CheckpointError(f"cannot read the checkpoint's adapter {weights}: {exc}; {restart}") from exc
+    adapter, saved = read_checkpoint(directory, "trainer_state.pt", {"optimizer", "scheduler", "step", "history"},
+                                     "a trainer state", restart)
     set_peft_model_state_dict(peft_model, adapter)
     state_file = directory / "trainer_state.pt"
-    try:
-        saved = torch.load(state_file, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        # weights_only=True raises pickle.UnpicklingError naming the first global it refuses
-        # (e.g. "posix.system"); a truncated or foreign file raises RuntimeError/EOFError.
-        from ..backbone import pickle_refusal_reason
-
-        raise CheckpointError(
-            f"{state_file} was not loaded: it is not a trainer state this toolkit writes (only "
-            f"tensors, numbers and plain containers are read, since unpickling anything else can "
-            f"run code from the file): {pickle_refusal_reason(exc)}; {restart}") from exc
-    if not isinstance(saved, dict) or not {"optimizer", "scheduler", "step", "history"} <= saved.keys():
-        raise CheckpointError(f"{state_file} does not hold a trainer state (a dict with optimizer, scheduler, "
-                              f"step and history); {restart}")
     # a checkpoint from before the field was trained on texts as given
     saved_norm = saved.get("text_normalization", "none")
     if saved_norm != state.text_normalization:
