@@ -1,7 +1,7 @@
-"""Read a training checkpoint directory: ``adapter/adapter_model.safetensors`` plus one state file.
+"""Write and read a training checkpoint directory: ``adapter/`` (safetensors) plus one state file.
 
-`train` (``trainer_state.pt``) and `adapt` (``mntp_state.pt``) write the same layout; each checks
-its own keys and settings on what this returns. Nothing in the files runs: the adapter is read from
+`train` (``trainer_state.pt``) and `adapt` (``mntp_state.pt``) use the same layout; each builds its
+own state and checks its own keys and settings on what ``read_checkpoint`` returns. Nothing in the files runs: the adapter is read from
 safetensors and the state with ``torch.load(weights_only=True)``, whose unpickler builds only
 tensors, numbers and plain containers.
 """
@@ -11,6 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CheckpointError
+
+
+def write_checkpoint(directory: Path, peft_model, state_name: str, state: dict) -> None:
+    """Write ``peft_model``'s adapter to ``directory/adapter`` and ``state`` to ``directory/state_name``
+    atomically: built in a fresh temporary directory beside it, then renamed into place
+    (``outputs.staged_dir``), so an interrupted write leaves the previous checkpoint whole.
+
+    ``state`` must hold only tensors, numbers, strings and plain containers: ``read_checkpoint``
+    refuses anything else. Raises ConfigError when ``directory`` exists and is not a checkpoint.
+    """
+    import torch
+
+    from ..outputs import staged_dir
+
+    with staged_dir(directory, ["checkpoint"], what="checkpoint directory") as tmp:
+        peft_model.save_pretrained(str(tmp / "adapter"))
+        torch.save(state, tmp / state_name)
 
 
 def read_checkpoint(directory: Path, state_name: str, required: set[str], what: str,

@@ -89,11 +89,9 @@ def _save_checkpoint(directory: Path, peft_model, opt, state: dict) -> None:
     the loss history, the seconds so far, the settings, the number of texts drawn from, the mask
     generator's state as a uint8 tensor, Python's ``random`` state of the batch draw), so
     ``_load_checkpoint`` reads it with ``torch.load(weights_only=True)``."""
-    from ..outputs import staged_dir
+    from .checkpoint import write_checkpoint
 
-    with staged_dir(directory, ["checkpoint"], what="checkpoint directory") as tmp:
-        peft_model.save_pretrained(str(tmp / "adapter"))
-        torch.save({**state, "optimizer": opt.state_dict()}, tmp / STATE_FILE)
+    write_checkpoint(directory, peft_model, STATE_FILE, {**state, "optimizer": opt.state_dict()})
 
 
 def _load_checkpoint(directory: Path, peft_model, opt, cfg: MNTPConfig, n_texts: int) -> dict:

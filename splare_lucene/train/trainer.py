@@ -338,6 +338,9 @@ def _head_pool_in_float32(head):
     return pool_without_autocast
 
 
+STATE_FILE = "trainer_state.pt"
+
+
 def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState, accelerator=None) -> None:
     """Write the adapter and the optimizer/scheduler/loop state to ``directory`` atomically (a
     temporary directory renamed into place). Called by every process: only the main one writes
@@ -357,17 +360,15 @@ def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
     pairs = accelerator.gather_for_metrics([(rng, cuda_rng)], use_gather_object=True) if multi else [(rng, cuda_rng)]
     rngs, cuda_rngs = [cpu for cpu, _ in pairs], [cuda for _, cuda in pairs]
     if accelerator is None or accelerator.is_main_process:
-        from ..outputs import staged_dir
+        from .checkpoint import write_checkpoint
 
-        with staged_dir(directory, ["checkpoint"], what="checkpoint directory") as tmp:
-            peft_model.save_pretrained(str(tmp / "adapter"))
-            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
-                        "history": state.history, "temperature": state.temperature,
-                        "text_normalization": state.text_normalization,
-                        "seconds": state.seconds_total(),
-                        "torch_rng": rng, "torch_rng_per_process": rngs, "cuda_rng_per_process": cuda_rngs,
-                        "num_processes": len(rngs)},
-                       tmp / "trainer_state.pt")
+        write_checkpoint(directory, peft_model, STATE_FILE,
+                         {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": state.step,
+                          "history": state.history, "temperature": state.temperature,
+                          "text_normalization": state.text_normalization,
+                          "seconds": state.seconds_total(),
+                          "torch_rng": rng, "torch_rng_per_process": rngs, "cuda_rng_per_process": cuda_rngs,
+                          "num_processes": len(rngs)})
     if multi:
         accelerator.wait_for_everyone()
 
@@ -388,10 +389,10 @@ def _load_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState,
 
     restart = (f"delete {directory} to restart the run from step 0 (or pass --no-resume), or "
                "restore the checkpoint that run wrote")
-    adapter, saved = read_checkpoint(directory, "trainer_state.pt", {"optimizer", "scheduler", "step", "history"},
+    adapter, saved = read_checkpoint(directory, STATE_FILE, {"optimizer", "scheduler", "step", "history"},
                                      "a trainer state", restart)
     set_peft_model_state_dict(peft_model, adapter)
-    state_file = directory / "trainer_state.pt"
+    state_file = directory / STATE_FILE
     # a checkpoint from before the field was trained on texts as given
     saved_norm = saved.get("text_normalization", "none")
     if saved_norm != state.text_normalization:
@@ -492,7 +493,7 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     # what the toolkit wrote may be, checked before the first step (issue 10)
     check_replaceable(output_dir, ["model"], what="model directory")
     check_replaceable(ckpt, ["checkpoint"], what="checkpoint directory")
-    if resume and (ckpt / "trainer_state.pt").is_file():
+    if resume and (ckpt / STATE_FILE).is_file():
         _load_checkpoint(ckpt, peft_model, opt, sched, state, accelerator)
     # The scheduler is stepped here once per optimizer step, not prepared: accelerate's
     # AcceleratedScheduler steps N times per step (it assumes per-process epochs of 1/N the data),
