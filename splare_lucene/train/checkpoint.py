@@ -1,9 +1,10 @@
 """Write and read a training checkpoint directory: ``adapter/`` (safetensors) plus one state file.
 
 `train` (``trainer_state.pt``) and `adapt` (``mntp_state.pt``) use the same layout; each builds its
-own state and checks its own keys and settings on what ``read_checkpoint`` returns. Nothing in the files runs: the adapter is read from
-safetensors and the state with ``torch.load(weights_only=True)``, whose unpickler builds only
-tensors, numbers and plain containers.
+own state and checks its own keys and settings on what ``read_checkpoint`` returns. Nothing in the
+files runs: the adapter is read from safetensors and the state with
+``torch.load(weights_only=True)``, whose unpickler builds only tensors, numbers and plain
+containers.
 """
 
 from __future__ import annotations
