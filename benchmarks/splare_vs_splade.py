@@ -33,11 +33,35 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SAE = REPO / "splare_lucene" / "assets" / "default" / "sae"
 
 
+def sae_weights(path: Path) -> dict:
+    """The SAE tensors (name -> float32 numpy array) of a model directory or of a bare SAE folder
+    (``sae.safetensors`` in it), compared by value: a model's saved copy may change the dtype."""
+    from safetensors.numpy import load_file
+
+    from splare_lucene.config import SplareConfig
+
+    folder = path / SplareConfig.load(path).sae if (path / "splare_config.json").is_file() else path
+    return {k: v.astype("float32") for k, v in load_file(str(folder / "sae.safetensors")).items()}
+
+
+def check_same_sae(model: Path, reference: Path, what: str) -> None:
+    """Refuse (SystemExit) a cached ``model`` whose SAE is not ``reference``'s: a work folder left by
+    a run with another default SAE (e.g. before the default model changed) is never reused."""
+    import numpy as np
+
+    a, b = sae_weights(model), sae_weights(reference)
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape or not np.array_equal(a[k], b[k]) for k in a):
+        raise SystemExit(f"{model} holds another SAE than {what} ({reference}): it was built by an "
+                         "earlier run with another SAE; remove it or pass another --out")
+
+
 def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
     from splare_lucene.cli.main import main as cli
 
     lr = args.lr if kind == "splare" else args.vocab_lr
     if (out / "train_report.json").is_file():  # trained by an earlier invocation: reuse if same recipe
+        if kind == "splare":
+            check_same_sae(out, Path(args.base_model), "the base model")
         report = json.loads((out / "train_report.json").read_text())
         cfg = report["config"]
         wanted = {"max_steps": args.steps, "batch_size": args.batch_size, "lr": lr, "seed": args.seed,
@@ -150,6 +174,7 @@ def main() -> None:
         if not (args.base_model / "splare_config.json").is_file():
             SplareEncoder.from_components("pypi:gemma3-270m", DEFAULT_SAE, device="cpu").save_pretrained(
                 args.base_model, overwrite=True)
+        check_same_sae(args.base_model, DEFAULT_SAE, "the default model")
     models = {"splare-base": Path(args.base_model)}
     train_seconds = {}
     for name, kind in (("splade-ft", "vocab"), ("splare-ft", "splare")):

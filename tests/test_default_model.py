@@ -28,6 +28,8 @@ def default_encoder():
 def test_default_model_is_the_documented_one(default_encoder):
     cfg = default_encoder.config
     assert cfg.backbone == "pypi:gemma3-270m" and cfg.layer == 11
+    # the Makefile's DEFAULT_SETTINGS (rule 7 of docs/training.md, "A sixth round")
+    assert (cfg.query.top_k, cfg.document.top_k, cfg.text_normalization) == (100, 1000, "lowercase")
     assert default_encoder.backbone.total_layers == 18 and default_encoder.backbone.hidden_size == 640
     assert len(default_encoder.backbone.model.layers) == 12  # blocks 12..17 never loaded
     report = json.loads((REPO / "splare_lucene/assets/default/sae/train_report.json").read_text())
@@ -116,5 +118,6 @@ def test_shipped_latent_labels_were_built_for_the_shipped_model():
 
     model_dir = REPO / "splare_lucene" / "assets" / "default"
     labels = load_latent_labels(model_dir)
-    assert labels is not None and labels.d_sae == 8192
+    sae = json.loads((model_dir / "sae" / "sae_config.json").read_text())
+    assert labels is not None and labels.d_sae == sae["d_sae"] == 32768  # Makefile: train-sae --d-sae 32768
     assert labels.model_fingerprint == model_fingerprint(model_dir, SplareConfig.load(model_dir))

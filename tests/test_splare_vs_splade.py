@@ -49,18 +49,19 @@ def test_configured_refuses_an_unknown_option(tiny_model, tmp_path, capsys):
     assert "--top-k" in capsys.readouterr().err
 
 
-def test_a_trained_model_is_reused_only_with_the_same_case_augmentation(tmp_path):
+def test_a_trained_model_is_reused_only_with_the_same_case_augmentation(tiny_model, tmp_path):
     svs = _bench()
     import argparse
     import json
+    import shutil
 
     args = argparse.Namespace(lr=5e-4, vocab_lr=5e-5, steps=200, batch_size=8, seed=0, vocab_train_top_k=True,
                               temperature=10.0, doc_max_length=96, lora_rank=16, loss="infonce", negatives=1,
-                              case_augmentation=0.0)
+                              case_augmentation=0.0, base_model=tiny_model)
     config = {"max_steps": 200, "batch_size": 8, "lr": 5e-4, "seed": 0, "train_top_k": False, "temperature": 10.0,
               "doc_max_length": 96, "lora_rank": 16, "loss": "infonce", "negatives": 1}  # before the setting
     out = tmp_path / "splare-ft"
-    out.mkdir()
+    shutil.copytree(tiny_model, out)  # a trained SPLARE model holds its base's SAE
     (out / "train_report.json").write_text(json.dumps({"config": config, "seconds_this_run": 12.0}))
     assert svs.train_model("splare", args, out) == (out, 12.0)  # no setting recorded: it was off
     # a resumed run's report: every invocation's seconds, not only the last one's
@@ -70,3 +71,40 @@ def test_a_trained_model_is_reused_only_with_the_same_case_augmentation(tmp_path
     args.case_augmentation = 0.5
     with pytest.raises(SystemExit, match="case_augmentation"):
         svs.train_model("splare", args, out)
+
+
+def _other_sae_copy(model, dest):
+    """A copy of ``model`` whose SAE weights differ in one value (same names, shapes, dtype)."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(model, dest)
+    path = dest / SplareConfig.load(dest).sae / "sae.safetensors"
+    tensors = load_file(str(path))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].copy()
+    tensors[name].flat[0] += 1
+    save_file(tensors, str(path))
+    return dest
+
+
+def test_a_cached_model_with_another_sae_is_refused(tiny_model, tmp_path):
+    """A work folder from a run before the default SAE changed: its splare-base and splare-ft hold the
+    old SAE and are refused (never silently evaluated as the new default's), naming the folder."""
+    svs = _bench()
+    import argparse
+    import json
+
+    svs.check_same_sae(tiny_model, tiny_model, "the base model")  # the same SAE passes
+    sae_folder = tiny_model / SplareConfig.load(tiny_model).sae
+    svs.check_same_sae(tiny_model, sae_folder, "the default model")  # a bare SAE folder as reference
+    stale = _other_sae_copy(tiny_model, tmp_path / "splare-ft")
+    with pytest.raises(SystemExit, match="another SAE.*remove it or pass another --out"):
+        svs.check_same_sae(stale, sae_folder, "the default model")
+    args = argparse.Namespace(lr=5e-4, vocab_lr=5e-5, steps=200, batch_size=8, seed=0, vocab_train_top_k=True,
+                              temperature=10.0, doc_max_length=96, lora_rank=16, loss="infonce", negatives=1,
+                              case_augmentation=0.0, base_model=tiny_model)
+    (stale / "train_report.json").write_text(json.dumps({"config": {}, "seconds_total": 1.0}))
+    with pytest.raises(SystemExit, match=str(stale)):
+        svs.train_model("splare", args, stale)
