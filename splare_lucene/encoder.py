@@ -404,10 +404,16 @@ def _to_sparse(row) -> SparseVector:
 
 def _portable_adapter(adapter_dir: Path, backbone: str) -> None:
     """peft records the local path the base model was loaded from (a cache directory on this
-    machine) and writes a model-card template; record the backbone spec and drop the template."""
+    machine) and writes a model-card template; record the backbone spec and drop the template.
+
+    peft also writes a list ``target_modules`` from a set, in an order that follows the process's
+    string hashing (PYTHONHASHSEED); it is sorted here so that the same training run saves the
+    same bytes, hence the same model fingerprint (a regex ``target_modules`` is kept as is)."""
     cfg_path = adapter_dir / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg["base_model_name_or_path"] = backbone
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     (adapter_dir / "README.md").unlink(missing_ok=True)
 

@@ -94,6 +94,7 @@ def test_train_kl_writes_loadable_model_that_differs(tiny_model, tmp_path):
     adapter_cfg = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert adapter_cfg["base_model_name_or_path"] == trained.config.backbone  # no machine-local path
     assert not (out / "adapter" / "README.md").exists()
+    assert adapter_cfg["target_modules"] == sorted(adapter_cfg["target_modules"])  # not peft's set order
     assert trained.config.query == base.config.query and trained.config.document == base.config.document
     a = base.encode(["bees pollinate flowers"])[0].to_dict()
     b = trained.encode(["bees pollinate flowers"])[0].to_dict()
@@ -509,3 +510,34 @@ def test_a_loss_that_is_not_finite_stops_training_without_writing_the_model(tiny
     assert "o.checkpoint (step 2) is kept" in err
     assert not out.exists()
     assert torch.load(tmp_path / "o.checkpoint" / "trainer_state.pt", weights_only=True)["step"] == 2
+
+
+def test_adapter_config_bytes_do_not_follow_the_string_hash_seed(tmp_path):
+    """peft writes ``target_modules`` from a set: its order followed PYTHONHASHSEED, so the same
+    training run saved different adapter_config.json bytes (another model fingerprint) from one
+    process to the next. The saved list is sorted; a regex is kept as is."""
+    import subprocess
+    import sys
+
+    from splare_lucene.encoder import _portable_adapter
+
+    code = ("import json, sys; from pathlib import Path; from splare_lucene.encoder import _portable_adapter; "
+            "d = Path(sys.argv[1]); d.mkdir(); "
+            "(d / 'adapter_config.json').write_text(json.dumps({'target_modules': list({'q_proj', 'k_proj', "
+            "'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'}), 'base_model_name_or_path': '/tmp/x'})); "
+            "_portable_adapter(d, 'pypi:gemma3-270m')")
+    outputs = set()
+    for seed in ("1", "2", "3", "4"):
+        folder = tmp_path / f"seed{seed}"
+        subprocess.run([sys.executable, "-c", code, str(folder)], check=True,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": seed})
+        outputs.add((folder / "adapter_config.json").read_bytes())
+    assert len(outputs) == 1
+    saved = json.loads(outputs.pop())
+    assert saved["target_modules"] == sorted(saved["target_modules"])
+    assert saved["base_model_name_or_path"] == "pypi:gemma3-270m"
+    regex = tmp_path / "regex"
+    regex.mkdir()
+    (regex / "adapter_config.json").write_text(json.dumps({"target_modules": r"(.*\.)?layers\.(0|1)\..*"}))
+    _portable_adapter(regex, "pypi:gemma3-270m")
+    assert json.loads((regex / "adapter_config.json").read_text())["target_modules"] == r"(.*\.)?layers\.(0|1)\..*"
