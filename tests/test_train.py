@@ -516,6 +516,7 @@ def test_adapter_config_bytes_do_not_follow_the_string_hash_seed(tmp_path):
     """peft writes ``target_modules`` from a set: its order followed PYTHONHASHSEED, so the same
     training run saved different adapter_config.json bytes (another model fingerprint) from one
     process to the next. The saved list is sorted; a regex is kept as is."""
+    import os
     import subprocess
     import sys
 
@@ -530,7 +531,7 @@ def test_adapter_config_bytes_do_not_follow_the_string_hash_seed(tmp_path):
     for seed in ("1", "2", "3", "4"):
         folder = tmp_path / f"seed{seed}"
         subprocess.run([sys.executable, "-c", code, str(folder)], check=True,
-                       env={**__import__("os").environ, "PYTHONHASHSEED": seed})
+                       env={**os.environ, "PYTHONHASHSEED": seed})
         outputs.add((folder / "adapter_config.json").read_bytes())
     assert len(outputs) == 1
     saved = json.loads(outputs.pop())
