@@ -67,10 +67,10 @@ def test_assemble_warns_about_the_query_top_k(tiny_backbone, tiny_sae, tmp_path,
              (wide, 1024, None), (tiny_sae, 0, None), (tiny_sae, 2000, None)]
     for n, (sae, top_k, warned) in enumerate(cases):
         caplog.clear()
-        with caplog.at_level("WARNING", logger="splare_lucene.cli.assemble"):
+        with caplog.at_level("WARNING", logger="splare_lucene.cli.common"):
             assert cli(["assemble", "--backbone", str(tiny_backbone), "--sae", str(sae),
                         "--output", str(tmp_path / f"m{n}"), "--query-top-k", str(top_k)]) == 0
-        messages = [r.getMessage() for r in caplog.records if r.name == "splare_lucene.cli.assemble"]
+        messages = [r.getMessage() for r in caplog.records if r.name == "splare_lucene.cli.common"]
         if warned is None:
             assert messages == [], (sae.name, top_k)
         else:

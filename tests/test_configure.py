@@ -142,3 +142,29 @@ def test_lowercase_copy_warns_unless_the_adapter_saw_lower_case(tiny_model, tmp_
         with caplog.at_level(logging.INFO, logger="splare_lucene.reconfigure"):
             reconfigure(tmp_path / "lc", tmp_path / "none", text_normalization="none")
         assert not [r for r in caplog.records if r.levelno == logging.WARNING and "measure the copy" in r.message]
+
+
+def test_configure_warns_about_the_query_top_k_as_assemble_does(tiny_backbone, tiny_model, tmp_path, caplog):
+    """A copy whose query top-k is 0 (no cut) or above Lucene's 1,024 clauses, of a model wider
+    than 1,024 latents, warns and says how to cut; 40, an untouched top-k and a 64-latent model
+    (no query can exceed 64 terms) do not."""
+    from conftest import make_sae_dir
+
+    wide_sae = make_sae_dir(tmp_path / "wide-sae", d_in=32, d_sae=2048, k=8)
+    wide = tmp_path / "wide"
+    assert cli(["assemble", "--backbone", str(tiny_backbone), "--sae", str(wide_sae),
+                "--output", str(wide)]) == 0
+    cases = [(wide, ["--query-top-k", "0"], "0 (no cut)"),
+             (wide, ["--query-top-k", "2000"], "2000, above Lucene's default limit"),
+             (wide, ["--query-top-k", "40", "--doc-top-k", "7"], None), (wide, ["--doc-top-k", "7"], None),
+             (tiny_model, ["--query-top-k", "0"], None)]
+    for n, (model, options, warned) in enumerate(cases):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="splare_lucene.cli.common"):
+            assert cli(["configure", "--model", str(model), "--output", str(tmp_path / f"c{n}")] + options) == 0
+        messages = [r.getMessage() for r in caplog.records if r.name == "splare_lucene.cli.common"]
+        if warned is None:
+            assert messages == [], (model.name, options)
+        else:
+            assert len(messages) == 1 and f"query top-k is {warned}" in messages[0]
+            assert "--query-top-k 40" in messages[0]

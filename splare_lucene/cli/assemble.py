@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from ..config import TEXT_NORMALIZATIONS
-from ..vocab import LUCENE_DEFAULT_MAX_CLAUSES
-from .common import check_output
+from .common import check_output, warn_query_top_k
 from .options import non_negative_int, positive_float, positive_int
-
-logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,25 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use an SAE trained on another site than the residual stream (MLP or "
                         "attention output, transcoder) on the residual stream anyway")
     p.add_argument("--overwrite", action="store_true")
-
-
-def warn_query_top_k(top_k: int, width: int | None = None) -> None:
-    """Log what a query top-k of 0 (no cut) or above Lucene's default clause limit means; silent
-    when the model's ``width`` (latents) is itself within the limit, as no query can exceed it."""
-    if width is not None and width <= LUCENE_DEFAULT_MAX_CLAUSES:
-        return
-    if top_k == 0:
-        what = "0 (no cut): every non-zero latent becomes a query term"
-    elif top_k > LUCENE_DEFAULT_MAX_CLAUSES:
-        what = f"{top_k}, above Lucene's default limit of {LUCENE_DEFAULT_MAX_CLAUSES} query terms"
-    else:
-        return
-    logger.warning(
-        "query top-k is %s. An untrained SPLARE model gives thousands of non-zero latents per "
-        "query, so search is slow; `splare-lucene search`/`evaluate` and the Python API raise "
-        "Lucene's clause limit to the model's width, but Anserini's SearchCollection and "
-        "Pyserini's command line refuse queries of more than %d terms (TooManyClauses). Pass "
-        "--query-top-k 40 (the paper's) to cut queries.", what, LUCENE_DEFAULT_MAX_CLAUSES)
 
 
 def run(args) -> int:

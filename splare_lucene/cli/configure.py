@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import TEXT_NORMALIZATIONS
-from .common import add_model
+from .common import add_model, warn_query_top_k
 from .options import non_negative_int, positive_float, positive_int
 
 
@@ -30,9 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..encoder import model_fingerprint
     from ..reconfigure import SETTINGS, reconfigure, setting
+    from ..sae.config import SAEConfig
+    from ..sae.formats import NATIVE_CONFIG
 
     changes = {key: getattr(args, key) for key in SETTINGS}
     out, old, new = reconfigure(args.model, args.output, overwrite=args.overwrite, **changes)
+    if args.query_top_k is not None:  # as `assemble` does: 0 or > 1,024 query terms is Lucene's limit
+        warn_query_top_k(args.query_top_k, SAEConfig.load(out / new.sae / NATIVE_CONFIG).d_sae)
     diff = [f"{key} {setting(old, key)} -> {setting(new, key)}" for key in SETTINGS
             if setting(old, key) != setting(new, key)]
     print(f"model directory written to {out} ({'; '.join(diff)}); fingerprint {model_fingerprint(out, new)}")
