@@ -58,9 +58,15 @@ def _is_sae(path: Path) -> bool:
     return (path / "sae_config.json").is_file()
 
 
+#: The state file of a training checkpoint (``<output>.checkpoint``) of ``train`` and of ``adapt``;
+#: ``train.trainer`` and ``train.mntp`` write them under these names.
+TRAINER_STATE_FILE = "trainer_state.pt"
+MNTP_STATE_FILE = "mntp_state.pt"
+
+
 def _is_checkpoint(path: Path) -> bool:
     """A training checkpoint (``<output>.checkpoint`` of ``train`` or ``adapt``)."""
-    return (path / "trainer_state.pt").is_file() or (path / "mntp_state.pt").is_file()
+    return any((path / name).is_file() for name in (TRAINER_STATE_FILE, MNTP_STATE_FILE))
 
 
 #: kind -> (description for messages, test). A directory may be replaced when it is empty or
@@ -70,8 +76,8 @@ KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "encode": ("an output of `splare-lucene encode` (manifests, summary.json and parts only)", _is_encode_output),
     "model": ("a model directory written by splare-lucene (with splare_config.json)", _is_model),
     "sae": ("an SAE directory written by `splare-lucene train-sae` (with sae_config.json)", _is_sae),
-    "checkpoint": ("a training checkpoint of `splare-lucene train` or `adapt` (with trainer_state.pt or "
-                   "mntp_state.pt)", _is_checkpoint),
+    "checkpoint": ("a training checkpoint of `splare-lucene train` or `adapt` (with "
+                   f"{TRAINER_STATE_FILE} or {MNTP_STATE_FILE})", _is_checkpoint),
 }
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from ..backbone import (LoadedBackbone, bidirectional_mask, is_encoder_backbone, last_layer, load_backbone,
                         quiet_peft_wrapping, tokenize)
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..outputs import MNTP_STATE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def check_adaptable(backbone_ref: str, base_dir: Path | None = None) -> None:
                           "Skip `adapt` and train the model directly (`splare-lucene train --model ...`)")
 
 
-STATE_FILE = "mntp_state.pt"
+STATE_FILE = MNTP_STATE_FILE
 
 
 def _save_checkpoint(directory: Path, peft_model, opt, state: dict) -> None:

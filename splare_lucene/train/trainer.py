@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..outputs import TRAINER_STATE_FILE
 from .augment import case_augment, check_normalization, check_probability
 from .data import TrainExample
 from .losses import candidate_scores, flops, flops_weight, info_nce, kl_distillation
@@ -338,7 +339,7 @@ def _head_pool_in_float32(head):
     return pool_without_autocast
 
 
-STATE_FILE = "trainer_state.pt"
+STATE_FILE = TRAINER_STATE_FILE
 
 
 def _save_checkpoint(directory: Path, peft_model, opt, sched, state: TrainState, accelerator=None) -> None:
