@@ -3,20 +3,16 @@ from machines with different instruction sets (AVX2 alone, AVX-512 VNNI) are not
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def results_module():
-    spec = importlib.util.spec_from_file_location("_results", REPO / "benchmarks" / "_results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("_results")
 
 
 def test_cpu_is_recorded_in_both_files_unless_given(results_module, tmp_path, monkeypatch):

@@ -3,20 +3,16 @@ and rule 2 (a candidate must match the reference on both splits)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from conftest import REPO
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def joint_cut():
-    spec = importlib.util.spec_from_file_location("joint_cut", REPO / "benchmarks" / "joint_cut.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("joint_cut")
 
 
 def _grid(collection: str, values: dict[str, dict[str, float]]) -> dict:

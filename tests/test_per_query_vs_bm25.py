@@ -3,20 +3,16 @@ model's run against BM25's, on runs whose per-query nDCG@10 is known by construc
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
-from conftest import REPO
+from conftest import load_benchmark
 from splare_lucene.types import ScoredDoc
 
 
 @pytest.fixture(scope="module")
 def per_query():
-    spec = importlib.util.spec_from_file_location("per_query_vs_bm25", REPO / "benchmarks" / "per_query_vs_bm25.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("per_query_vs_bm25")
 
 
 def _run(ranked: dict[str, list[str]]) -> dict[str, list[ScoredDoc]]:

@@ -4,21 +4,17 @@ fingerprint."""
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
 from splare_lucene.config import SplareConfig
 from splare_lucene.encoder import model_fingerprint
 
-from conftest import REPO
+from conftest import load_benchmark
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("splare_vs_splade", REPO / "benchmarks" / "splare_vs_splade.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("splare_vs_splade")
 
 
 def test_configured_applies_the_settings_and_rewrites_a_stale_copy(tiny_model, tmp_path):

@@ -3,7 +3,6 @@ cut + quantization equals pooling.top_k followed by quantize.quantize, row by ro
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -13,14 +12,11 @@ from splare_lucene.pooling import top_k
 from splare_lucene.quantize import quantize
 from splare_lucene.types import SparseVector
 
-from conftest import REPO
+from conftest import load_benchmark
 
 
 def _grid_module():
-    spec = importlib.util.spec_from_file_location("top_k_grid", REPO / "benchmarks" / "top_k_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("top_k_grid")
 
 
 @pytest.mark.parametrize("k", [0, 1, 7, 40, 64])
