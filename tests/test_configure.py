@@ -167,4 +167,4 @@ def test_configure_warns_about_the_query_top_k_as_assemble_does(tiny_backbone, t
             assert messages == [], (model.name, options)
         else:
             assert len(messages) == 1 and f"query top-k is {warned}" in messages[0]
-            assert "--query-top-k 40" in messages[0]
+            assert "Pass --query-top-k to cut queries: 40 is the paper's" in messages[0]

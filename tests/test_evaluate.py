@@ -371,9 +371,11 @@ def test_kept_encoded_corpus_is_indexed_without_encoding_again(tiny_model, tmp_p
     (jsonl_dir,) = (out / "demo").glob("jsonl-*")
     assert jsonl_dir.name[len("jsonl-"):] == index_dir.name[len("index-"):]
     shutil.rmtree(index_dir)
+    written = {f.name: f.stat().st_mtime_ns for f in jsonl_dir.iterdir()}
     caplog.clear()
-    with caplog.at_level("INFO", logger="splare_lucene"):
+    with caplog.at_level("DEBUG", logger="splare_lucene"):
         _cli(args, capsys)
+    assert {f.name: f.stat().st_mtime_ns for f in jsonl_dir.iterdir()} == written
     assert any("indexing the encoded corpus" in r.getMessage() for r in caplog.records)
     assert not any(r.name.startswith("splare_lucene.engines") and r.getMessage().startswith("wrote ")
                    for r in caplog.records)  # encode_corpus did not run

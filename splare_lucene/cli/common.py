@@ -20,7 +20,8 @@ def add_runtime(p: argparse.ArgumentParser, *, batch_size_default: int | None = 
     """--device, --dtype and (unless ``batch_size=False``, for commands that encode one text at a
     time) --batch-size. ``--dtype auto`` (the default) is resolved once the device is known
     (``backbone.resolve_dtype``): bfloat16 on CUDA GPUs that support it, float32 on CPU and MPS."""
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where the model runs (default auto: CUDA if available, then MPS, else CPU)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="backbone weights and activations (default auto: bfloat16 on CUDA where "
                    "supported, else float32); the SAE, scores and losses stay float32")
@@ -64,8 +65,10 @@ def warn_query_top_k(top_k: int, width: int | None = None) -> None:
     else:
         return
     logger.warning(
-        "query top-k is %s. An untrained SPLARE model gives thousands of non-zero latents per "
-        "query, so search is slow; `splare-lucene search`/`evaluate` and the Python API raise "
-        "Lucene's clause limit to the model's width, but Anserini's SearchCollection and "
-        "Pyserini's command line refuse queries of more than %d terms (TooManyClauses). Pass "
-        "--query-top-k 40 (the paper's) to cut queries.", what, LUCENE_DEFAULT_MAX_CLAUSES)
+        "query top-k is %s. A SPLARE query can have thousands of non-zero latents (an untrained "
+        "model's do), and every one is a posting list to search, so search slows down; "
+        "`splare-lucene search`/`evaluate` and the Python API raise Lucene's clause limit to the "
+        "model's width, but Anserini's SearchCollection and Pyserini's command line refuse "
+        "queries of more than %d terms (TooManyClauses). Pass --query-top-k to cut queries: 40 "
+        "is the paper's, 100 the built-in default's (chosen on dev splits, docs/training.md).",
+        what, LUCENE_DEFAULT_MAX_CLAUSES)

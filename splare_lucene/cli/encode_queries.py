@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "`python -m pyserini.search.lucene --impact --encoder FILE --topics FILE --min-idf -1`")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--query-quantization", choices=["none", "int8"], default="none",
-                   help="int8: the backbone's linear layers in int8 for queries (CPU only; ~1.5x faster "
+                   help="int8: the backbone's linear layers in int8 for queries (CPU only; 1.5-2x faster "
                    "on one thread, rankings differ: benchmarks/results/query_encode.md)")
     add_runtime(p)
 

@@ -14,17 +14,19 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model(p)
-    p.add_argument("--index", required=True)
+    p.add_argument("--index", required=True,
+                   help="the index directory `splare-lucene index` wrote (Lucene impact or Seismic)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--queries", help="BEIR folder, .jsonl, .tsv (id<TAB>text), or irds:<id>")
     src.add_argument("--query", help="one query: print ranked hits with their text")
     p.add_argument("--output", help="TREC run file to write (with --queries)")
     p.add_argument("--k", type=positive_int, default=1000, help="hits per query (10 with --query)")
-    p.add_argument("--threads", type=thread_count, default=1)
+    p.add_argument("--threads", type=thread_count, default=1,
+                   help="search threads for --queries (Anserini's batch search; the same hits at any count)")
     p.add_argument("--tag", default=None,
                    help="run tag in the TREC file (default splare; with --hybrid, hybrid-<fusion> as evaluate writes)")
     p.add_argument("--query-quantization", choices=["none", "int8"], default="none",
-                   help="int8: the backbone's linear layers in int8 for queries (CPU only; ~1.5x faster "
+                   help="int8: the backbone's linear layers in int8 for queries (CPU only; 1.5-2x faster "
                    "on one thread, rankings differ: benchmarks/results/query_encode.md)")
     p.add_argument("--explain", action="store_true",
                    help="with --query: a line per hit naming its top shared latents and their labels "
@@ -42,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--hybrid bm25: a BM25 (plain Lucene) index of the same documents' text")
     g.add_argument("--corpus", metavar="C",
                    help="--hybrid bm25: the documents (as `index --corpus` reads them); their BM25 index is "
-                   "built once and reused from the cache (~/.cache/splare_lucene/bm25)")
+                   "built once and reused from the cache ($SPLARE_LUCENE_CACHE/bm25, default ~/.cache/splare_lucene/bm25)")
     g.add_argument("--language", default=None,
                    help="--hybrid bm25: BM25 analyzer language (default en; as `evaluate --language`)")
     g.add_argument("--fusion-depth", type=positive_int, default=None,

@@ -121,5 +121,5 @@ def encode_local(encoder, source: str, output_dir: str | os.PathLike, *, shard: 
     finally:
         bar.close()
     summary = out.finish(planner.documents)
-    logger.info("wrote %s: %s", output_dir, summary.describe())
+    logger.debug("wrote %s: %s", output_dir, summary.describe())  # the CLI prints it
     return summary

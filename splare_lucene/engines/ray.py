@@ -363,7 +363,7 @@ def encode_ray(model: str, source: str, output_dir: str | os.PathLike, *, shard:
         if started:
             ray.shutdown()
     summary = out.finish(total)
-    logger.info("wrote %s: %s", output_dir, summary.describe())
+    logger.debug("wrote %s: %s", output_dir, summary.describe())  # the CLI prints it
     return summary
 
 
