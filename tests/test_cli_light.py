@@ -142,3 +142,15 @@ def test_train_recipe_is_validated_and_documented():
     assert "--effective-batch-size" in proc.stdout
     proc = python("-m", "splare_lucene.cli.main", "train", "--data", "d", "--output", "o", "--recipe", "papr")
     assert proc.returncode == 2 and "invalid choice: 'papr'" in proc.stderr
+
+
+def test_verbose_is_accepted_before_or_after_the_command_and_listed_in_its_help():
+    from splare_lucene.cli.main import build_parser, command_parsers
+
+    parser = build_parser()
+    base = ["--model", "m", "--output", "o"]
+    assert parser.parse_args(["-v", "configure", *base]).verbose is True
+    assert parser.parse_args(["configure", *base, "--verbose"]).verbose is True
+    assert parser.parse_args(["configure", *base]).verbose is False
+    for name, sub in command_parsers(parser).items():
+        assert "--verbose" in sub.format_help(), name

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         # also accepted after the command; SUPPRESS keeps a main-parser --debug from being reset
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="print the traceback of a failure (as `splare-lucene --debug COMMAND`)")
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug logging (as `splare-lucene -v COMMAND`)")
         p.set_defaults(_module=module)
     return parser
 
