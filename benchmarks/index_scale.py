@@ -99,7 +99,7 @@ def complete_parts(encoded: Path) -> SourceParts:
     Raises SystemExit naming the fix when the directory holds no manifest, no complete part, shards
     of different encodes, or a part whose size or sha256 differs from its record (being rewritten,
     or damaged)."""
-    from splare_lucene.engines.parts import MANIFEST_GLOB, WORK_DIR, PartRecord, _sha256_file
+    from splare_lucene.engines.parts import MANIFEST_GLOB, WORK_DIR, PartRecord, sha256_file
 
     manifests = sorted(encoded.glob(MANIFEST_GLOB))
     if not manifests:
@@ -130,7 +130,7 @@ def complete_parts(encoded: Path) -> SourceParts:
                 records.append(by_index[len(records)])
         for rec in records:
             path = encoded / rec.file
-            if not path.is_file() or path.stat().st_size != rec.bytes or _sha256_file(path) != rec.sha256:
+            if not path.is_file() or path.stat().st_size != rec.bytes or sha256_file(path) != rec.sha256:
                 raise SystemExit(f"{path} does not match its record (size {rec.bytes}, sha256 {rec.sha256[:12]}...): "
                                  "being rewritten or damaged; rerun the `splare-lucene encode` command that wrote it")
             parts.append((rec, path))

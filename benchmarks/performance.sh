@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/performance.sh            # encodes what is missing, then measures
 #   SKIP_ENCODE=1 bash benchmarks/performance.sh
-#   SKIP_ENCODE=1 MAX_DOCS=6000 bash benchmarks/performance.sh   # a prefix of an unfinished encode
+#   SKIP_ENCODE=1 MAX_DOCS=4000 bash benchmarks/performance.sh   # a prefix of an unfinished encode
 #
 # Inputs: ../shared/data/{cranfield,squad-train} (BEIR layout; SPLARE_SHARED_DATA to change).
 # The two corpora are encoded once with the default model into benchmarks/results/perf-work/
@@ -30,11 +30,11 @@ fi
 
 # Search latency: BM25, Lucene impact (Pyserini's and the toolkit's), Seismic; both corpora.
 LIMIT=${MAX_DOCS:+--max-docs $MAX_DOCS}
-"$PY" benchmarks/search_latency.py --profile $LIMIT
+"$PY" benchmarks/search_latency.py --profile $LIMIT --seismic default qc5 qc10 n1000-qc10
 # Query encoding: float32 reference against int8, with the float32 GEMM floor.
 "$PY" benchmarks/query_encode.py --squad 100 --doc-vectors "$WORK/cranfield-default"
 # Indexing cost against the quantization scale: cranfield and the first 5,000 (or MAX_DOCS)
-# squad-train paragraphs.
-"$PY" benchmarks/index_scale.py --max-docs "${MAX_DOCS:-5000}" --repeats 1
+# squad-train paragraphs (no Seismic build: search_latency.py times those).
+"$PY" benchmarks/index_scale.py --max-docs "${MAX_DOCS:-5000}" --repeats 1 --no-seismic
 # Encode time against the backbone's forward alone on the same batches.
 "$PY" benchmarks/encode_overhead.py --docs 128 --rounds 2

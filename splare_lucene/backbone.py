@@ -82,9 +82,18 @@ def _cache_lock(target: Path):
 def _umask_mode(path: Path, mode: int) -> None:
     """Give ``path`` the permissions a plain ``open``/``mkdir`` would have (``mode`` less the
     umask): ``mkstemp``/``mkdtemp`` create owner-only files, and a cache shared between users
-    (docs/scale.md) must stay readable by them."""
-    umask = os.umask(0)
-    os.umask(umask)
+    (docs/scale.md) must stay readable by them. The umask is read from ``/proc/self/status``
+    where Linux has it; elsewhere it is set and restored, which briefly changes it process-wide."""
+    umask = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    if umask is None:
+        umask = os.umask(0)
+        os.umask(umask)
     os.chmod(path, mode & ~umask)
 
 
