@@ -166,7 +166,6 @@ def convert_gguf(gguf: Path) -> Path:
     target = cache_dir() / "backbones" / f"{gguf.stem}-{sha256_file(gguf)[:16]}-v2"
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     with _cache_lock(target):
         if (target / "config.json").is_file():
             return target  # another process converted it while this one waited

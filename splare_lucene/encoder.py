@@ -140,9 +140,9 @@ class SplareEncoder:
         ``quantize``: "none" (the reference) or "int8": the backbone's linear layers in int8
         (``speed.quantize_backbone_int8``): faster query encoding on one CPU thread (p50
         1.96x with the default model on cranfield; 1.45x with the first, 8,192-latent default on
-        an AVX2 core without VNNI), but different vectors (cranfield: 0.77 top-10
-        agreement with the reference, same nDCG@10; benchmarks/results/query_encode.md); CPU only, queries only (``encode(kind="document")``
-        then raises ConfigError: an index must come from the reference). Raises ConfigError for
+        an AVX2 core without VNNI), but different vectors (cranfield: 0.77 top-10 agreement with
+        the reference, same nDCG@10; benchmarks/results/query_encode.md); CPU only, queries only
+        (``encode(kind="document")`` then raises ConfigError: an index must come from the reference). Raises ConfigError for
         another value or another device, before the model is loaded."""
         from .backbone import pick_device
         from .speed import check_query_quantization

@@ -3,7 +3,6 @@ model's run against BM25's, on runs whose per-query nDCG@10 is known by construc
 
 from __future__ import annotations
 
-
 import pytest
 
 from conftest import load_benchmark

@@ -4,7 +4,6 @@ fingerprint."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from splare_lucene.config import SplareConfig

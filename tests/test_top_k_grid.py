@@ -3,7 +3,6 @@ cut + quantization equals pooling.top_k followed by quantize.quantize, row by ro
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
