@@ -18,12 +18,18 @@ queries); the dev *queries* and their *positives* were not.
 
 Output: ``OUT/corpus.jsonl``, ``OUT/queries.jsonl``, ``OUT/qrels/dev.tsv`` and
 ``OUT/dev_split.json`` (the settings and counts), written to a temporary folder and renamed into
-place. Evaluate a model on it with::
+place.
+
+The training side (``--train-output TRAIN``): a BEIR folder for ``splare-lucene train --data
+TRAIN`` whose ``qrels/train.tsv`` is the source's without *every* held-out query (not only the
+``--queries`` kept for dev), so that no dev query can be trained on; ``corpus.jsonl`` and
+``queries.jsonl`` are symbolic links to the source's (nothing is copied), and
+``train_split.json`` records the counts. Evaluate a model on it with::
 
     splare-lucene evaluate --model M --collection build/dev/squad-dev --split dev --bm25
 
 Usage: ``python benchmarks/dev_split.py [--source ../shared/data/squad-train] [--output
-build/dev/squad-dev]`` (a few seconds).
+build/dev/squad-dev] [--train-output DIR]`` (a few seconds).
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ import shutil
 import sys
 import tempfile
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,16 +64,39 @@ def _article(doc_id: str) -> str:
     return parts[0] if len(parts) == 2 else doc_id
 
 
+def held_out(qrels: dict[str, dict[str, int]], doc_ids, holdout: float) -> set[str]:
+    """The query ids distill-data ``--holdout`` holds out: ``holdout_rank(written positive) < holdout``."""
+    held = set()
+    for qid, judged in qrels.items():
+        written, _ = written_positive(judged, doc_ids)  # the key distill-data holds a query out by
+        if written is not None and holdout_rank(written) < holdout:
+            held.add(qid)
+    return held
+
+
+@contextmanager
+def _atomic_folder(output: Path) -> Iterator[Path]:
+    """A temporary folder beside ``output``, renamed onto it (replacing it) if the block succeeds."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def build(source: Path, output: Path, *, holdout: float, n_queries: int, n_documents: int,
-          siblings: int) -> dict:
+          siblings: int, train_output: Path | None = None) -> dict:
     qrels = read_qrels(qrels_file(source, "train"))
     docs = {d.id: d for d in read_documents(str(source))}
     queries = {q.id: q for q in read_queries(str(source)) if q.id in qrels}
-    held = []
-    for qid, judged in qrels.items():
-        written, _ = written_positive(judged, docs)  # the key distill-data holds a query out by
-        if written is not None and qid in queries and holdout_rank(written) < holdout:
-            held.append(qid)
+    held_all = held_out(qrels, docs, holdout)
+    held = [qid for qid in held_all if qid in queries]
     if len(held) < n_queries:
         raise SystemExit(f"only {len(held)} held-out queries at --holdout {holdout}; lower --queries")
     kept = sorted(held, key=_hash)[:n_queries]
@@ -84,9 +115,7 @@ def build(source: Path, output: Path, *, holdout: float, n_queries: int, n_docum
         if len(chosen) >= n_documents:
             break
         chosen.setdefault(doc_id)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
-    try:
+    with _atomic_folder(output) as tmp:
         (tmp / "qrels").mkdir()
         with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
             for doc_id in sorted(chosen):
@@ -108,13 +137,30 @@ def build(source: Path, output: Path, *, holdout: float, n_queries: int, n_docum
                         "n with smallest sha256(query id); documents: positives, then per positive the "
                         "siblings of its article with smallest sha256(id), then fill by sha256(id)"}
         (tmp / "dev_split.json").write_text(json.dumps(meta, indent=2) + "\n")
-        os.chmod(tmp, 0o755)
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if train_output is not None:
+        meta["train"] = write_training_folder(source, train_output, qrels, held_all, holdout)
+    return meta
+
+
+def write_training_folder(source: Path, output: Path, qrels: dict[str, dict[str, int]], held: set[str],
+                          holdout: float) -> dict:
+    """``output``: the source as a BEIR training folder without the ``held`` queries' qrels."""
+    source = source.resolve()
+    with _atomic_folder(output) as tmp:
+        for name in ("corpus.jsonl", "queries.jsonl"):
+            os.symlink(source / name, tmp / name)
+        (tmp / "qrels").mkdir()
+        kept = [q for q in qrels if q not in held]  # the source's order (train reads qrels in order)
+        with open(tmp / "qrels" / "train.tsv", "w", encoding="utf-8") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            for qid in kept:
+                for doc_id, rel in qrels[qid].items():
+                    f.write(f"{qid}\t{doc_id}\t{rel}\n")
+        meta = {"source": str(source), "holdout": holdout, "queries": len(kept),
+                "held_out_queries": len(held & qrels.keys()),
+                "rule": "qrels/train.tsv: the source's without every query held out by distill-data's rule "
+                        "(holdout_rank(positive id) < holdout); corpus and queries: links to the source's"}
+        (tmp / "train_split.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
 
@@ -128,11 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--documents", type=int, default=800)
     p.add_argument("--siblings", type=int, default=2)
+    p.add_argument("--train-output", type=Path, default=None,
+                   help="also write a training folder without any held-out query (see the docstring)")
     args = p.parse_args(argv)
     meta = build(args.source, args.output, holdout=args.holdout, n_queries=args.queries,
-                 n_documents=args.documents, siblings=args.siblings)
+                 n_documents=args.documents, siblings=args.siblings, train_output=args.train_output)
     print(json.dumps(meta, indent=2))
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output}" + (f" and {args.train_output}" if args.train_output else ""))
     return 0
 
 

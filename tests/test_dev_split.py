@@ -1,0 +1,47 @@
+"""benchmarks/dev_split.py: the dev folder and the training folder never share a query."""
+
+import json
+
+from conftest import load_benchmark
+
+
+def _source(root):
+    root.mkdir()
+    (root / "qrels").mkdir()
+    with open(root / "corpus.jsonl", "w") as f:
+        for a in range(6):
+            for p in range(5):
+                f.write(json.dumps({"_id": f"sq-{a:03d}-{p:03d}", "title": "", "text": f"passage {a} {p}"}) + "\n")
+    with open(root / "queries.jsonl", "w") as f, open(root / "qrels" / "train.tsv", "w") as g:
+        g.write("query-id\tcorpus-id\tscore\n")
+        for a in range(6):
+            for p in range(5):
+                for n in range(2):
+                    qid = f"sq-{a:03d}-{p:03d}-{n:02d}"
+                    f.write(json.dumps({"_id": qid, "text": f"question {a} {p} {n}"}) + "\n")
+                    g.write(f"{qid}\tsq-{a:03d}-{p:03d}\t1\n")
+    return root
+
+
+def test_train_output_drops_every_held_out_query_and_links_the_source(tmp_path):
+    dev_split = load_benchmark("dev_split")
+    from splare_lucene.evaluate import read_qrels
+    from splare_lucene.train.distill import holdout_rank
+
+    source = _source(tmp_path / "src")
+    dev_split.main(["--source", str(source), "--output", str(tmp_path / "dev"), "--holdout", "0.5",
+                    "--queries", "4", "--documents", "12", "--train-output", str(tmp_path / "train")])
+    all_q = read_qrels(source / "qrels" / "train.tsv")
+    train_q = read_qrels(tmp_path / "train" / "qrels" / "train.tsv")
+    dev_q = read_qrels(tmp_path / "dev" / "qrels" / "dev.tsv")
+    held = {q for q, judged in all_q.items() if holdout_rank(next(iter(judged))) < 0.5}
+    assert 0 < len(held) < len(all_q)
+    assert set(train_q) == set(all_q) - held  # every held-out query gone, every other one kept
+    assert len(dev_q) == 4 and set(dev_q) <= held
+    assert all(train_q[q] == all_q[q] for q in train_q)
+    for name in ("corpus.jsonl", "queries.jsonl"):
+        link = tmp_path / "train" / name
+        assert link.is_symlink() and link.resolve() == (source / name).resolve()
+    meta = json.loads((tmp_path / "train" / "train_split.json").read_text())
+    assert meta["queries"] == len(train_q) and meta["held_out_queries"] == len(held)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("dev.", "train."))]  # no temporaries left
