@@ -177,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-output", type=Path, default=None,
                    help="also write a training folder without any held-out query (see the docstring)")
     args = p.parse_args(argv)
+    folders = [args.source.resolve(), args.output.resolve()] + (
+        [args.train_output.resolve()] if args.train_output else [])
+    if len(set(folders)) < len(folders):  # an output folder is replaced whole: never the source or the other
+        raise SystemExit("--source, --output and --train-output must be three different folders")
     meta = build(args.source, args.output, holdout=args.holdout, n_queries=args.queries,
                  n_documents=args.documents, siblings=args.siblings, train_output=args.train_output)
     print(json.dumps(meta, indent=2))

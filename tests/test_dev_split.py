@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import load_benchmark
 
 
@@ -45,3 +47,15 @@ def test_train_output_drops_every_held_out_query_and_links_the_source(tmp_path):
     meta = json.loads((tmp_path / "train" / "train_split.json").read_text())
     assert meta["queries"] == len(train_q) and meta["held_out_queries"] == len(held)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(("dev.", "train."))]  # no temporaries left
+
+
+def test_an_output_folder_that_is_the_source_or_the_other_output_is_refused(tmp_path):
+    dev_split = load_benchmark("dev_split")
+    source = _source(tmp_path / "src")
+    before = sorted(p.name for p in source.rglob("*"))
+    for output, train in ((source, tmp_path / "train"), (tmp_path / "dev", source),
+                          (tmp_path / "same", tmp_path / "same")):
+        with pytest.raises(SystemExit, match="three different folders"):
+            dev_split.main(["--source", str(source), "--output", str(output), "--train-output", str(train)])
+    assert sorted(p.name for p in source.rglob("*")) == before
+    assert not (tmp_path / "same").exists()
