@@ -18,15 +18,15 @@ queries); the dev *queries* and their *positives* were not.
 
 Output: ``OUT/corpus.jsonl``, ``OUT/queries.jsonl``, ``OUT/qrels/dev.tsv`` and
 ``OUT/dev_split.json`` (the settings and counts), written to a temporary folder and renamed into
-place.
+place. Evaluate a model on it with::
+
+    splare-lucene evaluate --model M --collection build/dev/squad-dev --split dev --bm25
 
 The training side (``--train-output TRAIN``): a BEIR folder for ``splare-lucene train --data
 TRAIN`` whose ``qrels/train.tsv`` is the source's without *every* held-out query (not only the
 ``--queries`` kept for dev), so that no dev query can be trained on; ``corpus.jsonl`` and
 ``queries.jsonl`` are symbolic links to the source's (nothing is copied), and
-``train_split.json`` records the counts. Evaluate a model on it with::
-
-    splare-lucene evaluate --model M --collection build/dev/squad-dev --split dev --bm25
+``train_split.json`` records the counts.
 
 Usage: ``python benchmarks/dev_split.py [--source ../shared/data/squad-train] [--output
 build/dev/squad-dev] [--train-output DIR]`` (a few seconds).
@@ -157,7 +157,7 @@ def write_training_folder(source: Path, output: Path, qrels: dict[str, dict[str,
                 for doc_id, rel in qrels[qid].items():
                     f.write(f"{qid}\t{doc_id}\t{rel}\n")
         meta = {"source": str(source), "holdout": holdout, "queries": len(kept),
-                "held_out_queries": len(held & qrels.keys()),
+                "held_out_queries": len(held),
                 "rule": "qrels/train.tsv: the source's without every query held out by distill-data's rule "
                         "(holdout_rank(positive id) < holdout); corpus and queries: links to the source's"}
         (tmp / "train_split.json").write_text(json.dumps(meta, indent=2) + "\n")
