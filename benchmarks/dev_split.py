@@ -26,7 +26,12 @@ The training side (``--train-output TRAIN``): a BEIR folder for ``splare-lucene 
 TRAIN`` whose ``qrels/train.tsv`` is the source's without *every* held-out query (not only the
 ``--queries`` kept for dev), so that no dev query can be trained on; ``corpus.jsonl`` and
 ``queries.jsonl`` are symbolic links to the source's (nothing is copied), and
-``train_split.json`` records the counts.
+``train_split.json`` records the counts. The held-out queries' passages stay in the linked
+corpus, so ``train`` may still draw them as BM25 *negatives* of other queries (never as
+positives: every query about a held-out passage is held out with it).
+
+An existing output folder is replaced only if this script wrote it (it holds ``dev_split.json``
+or ``train_split.json``); the outputs may not overlap the source or each other.
 
 Usage: ``python benchmarks/dev_split.py [--source ../shared/data/squad-train] [--output
 build/dev/squad-dev] [--train-output DIR]`` (a few seconds).
@@ -75,8 +80,13 @@ def held_out(qrels: dict[str, dict[str, int]], doc_ids, holdout: float) -> set[s
 
 
 @contextmanager
-def _atomic_folder(output: Path) -> Iterator[Path]:
-    """A temporary folder beside ``output``, renamed onto it (replacing it) if the block succeeds."""
+def _atomic_folder(output: Path, marker: str) -> Iterator[Path]:
+    """A temporary folder beside ``output``, renamed onto it if the block succeeds. An existing
+    ``output`` is replaced only if it holds ``marker`` (it is an earlier output of this script);
+    any other existing folder is refused (SystemExit), so a mistyped path deletes nothing."""
+    if output.exists() and not (output / marker).is_file():
+        raise SystemExit(f"{output} exists and is not an output of this script (no {marker}); "
+                         "choose a new folder or remove it first")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=output.name + ".", dir=output.parent))
     try:
@@ -115,7 +125,7 @@ def build(source: Path, output: Path, *, holdout: float, n_queries: int, n_docum
         if len(chosen) >= n_documents:
             break
         chosen.setdefault(doc_id)
-    with _atomic_folder(output) as tmp:
+    with _atomic_folder(output, "dev_split.json") as tmp:
         (tmp / "qrels").mkdir()
         with open(tmp / "corpus.jsonl", "w", encoding="utf-8") as f:
             for doc_id in sorted(chosen):
@@ -146,7 +156,7 @@ def write_training_folder(source: Path, output: Path, qrels: dict[str, dict[str,
                           holdout: float) -> dict:
     """``output``: the source as a BEIR training folder without the ``held`` queries' qrels."""
     source = source.resolve()
-    with _atomic_folder(output) as tmp:
+    with _atomic_folder(output, "train_split.json") as tmp:
         for name in ("corpus.jsonl", "queries.jsonl"):
             os.symlink(source / name, tmp / name)
         (tmp / "qrels").mkdir()
@@ -175,12 +185,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--documents", type=int, default=800)
     p.add_argument("--siblings", type=int, default=2)
     p.add_argument("--train-output", type=Path, default=None,
-                   help="also write a training folder without any held-out query (see the docstring)")
+                   help="also write a training folder for `splare-lucene train --data`: the source's "
+                        "qrels without every held-out query, corpus and queries linked to the source's")
     args = p.parse_args(argv)
-    folders = [args.source.resolve(), args.output.resolve()] + (
-        [args.train_output.resolve()] if args.train_output else [])
-    if len(set(folders)) < len(folders):  # an output folder is replaced whole: never the source or the other
-        raise SystemExit("--source, --output and --train-output must be three different folders")
+    if not (args.source / "qrels" / "train.tsv").is_file():
+        raise SystemExit(f"--source {args.source}: no qrels/train.tsv there; give a BEIR training folder "
+                         "(corpus.jsonl, queries.jsonl, qrels/train.tsv), e.g. ../shared/data/squad-train")
+    if args.queries < 1 or args.documents < 1:
+        raise SystemExit("--queries and --documents must be at least 1")
+    folders = {"--source": args.source.resolve(), "--output": args.output.resolve()}
+    if args.train_output:
+        folders["--train-output"] = args.train_output.resolve()
+    for a, fa in folders.items():  # an output is written whole: none may hold, or lie in, another
+        for b, fb in folders.items():
+            if a < b and (fa == fb or fa.is_relative_to(fb) or fb.is_relative_to(fa)):
+                raise SystemExit(f"{a} {fa} and {b} {fb} overlap; give separate folders, neither inside the other")
     meta = build(args.source, args.output, holdout=args.holdout, n_queries=args.queries,
                  n_documents=args.documents, siblings=args.siblings, train_output=args.train_output)
     print(json.dumps(meta, indent=2))

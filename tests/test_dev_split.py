@@ -54,8 +54,36 @@ def test_an_output_folder_that_is_the_source_or_the_other_output_is_refused(tmp_
     source = _source(tmp_path / "src")
     before = sorted(p.name for p in source.rglob("*"))
     for output, train in ((source, tmp_path / "train"), (tmp_path / "dev", source),
-                          (tmp_path / "same", tmp_path / "same")):
-        with pytest.raises(SystemExit, match="three different folders"):
+                          (tmp_path / "same", tmp_path / "same"), (source / "qrels", tmp_path / "train"),
+                          (tmp_path, tmp_path / "train"), (tmp_path / "t" / "dev", tmp_path / "t")):
+        with pytest.raises(SystemExit, match="overlap"):
             dev_split.main(["--source", str(source), "--output", str(output), "--train-output", str(train)])
     assert sorted(p.name for p in source.rglob("*")) == before
-    assert not (tmp_path / "same").exists()
+    assert not (tmp_path / "same").exists() and not (tmp_path / "t").exists()
+
+
+def test_an_existing_folder_it_did_not_write_is_refused_and_its_own_output_is_replaced(tmp_path):
+    dev_split = load_benchmark("dev_split")
+    source = _source(tmp_path / "src")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    args = ["--source", str(source), "--holdout", "0.5", "--queries", "4", "--documents", "12"]
+    with pytest.raises(SystemExit, match="not an output of this script"):
+        dev_split.main(args + ["--output", str(other)])
+    with pytest.raises(SystemExit, match="not an output of this script"):
+        dev_split.main(args + ["--output", str(tmp_path / "dev"), "--train-output", str(other)])
+    assert (other / "keep.txt").read_text() == "mine"
+    dev_split.main(args + ["--output", str(tmp_path / "dev"), "--train-output", str(tmp_path / "train")])
+    dev_split.main(args + ["--output", str(tmp_path / "dev"), "--train-output", str(tmp_path / "train")])
+    assert (tmp_path / "dev" / "dev_split.json").is_file() and (tmp_path / "train" / "train_split.json").is_file()
+
+
+def test_a_source_without_training_qrels_or_an_empty_split_is_refused_with_what_to_give(tmp_path):
+    dev_split = load_benchmark("dev_split")
+    with pytest.raises(SystemExit, match="no qrels/train.tsv there"):
+        dev_split.main(["--source", str(tmp_path / "missing"), "--output", str(tmp_path / "dev")])
+    source = _source(tmp_path / "src")
+    with pytest.raises(SystemExit, match="at least 1"):
+        dev_split.main(["--source", str(source), "--output", str(tmp_path / "dev"), "--queries", "0"])
+    assert not (tmp_path / "dev").exists()
