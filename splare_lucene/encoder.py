@@ -66,6 +66,13 @@ def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
                 if f.is_file():
                     h.update(f.name.encode())
                     h.update(f.read_bytes())
+    if config.query_idf_power:  # the query weights come from these counts
+        from .latent_idf import LATENT_DF_NAME
+
+        f = model_dir / LATENT_DF_NAME
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -118,6 +125,8 @@ class SplareEncoder:
         else:
             self.vocab = LatentVocab(config.token_prefix)
         self.fingerprint = model_fingerprint(model_dir, config) if model_dir else None
+        # (d_sae,) float32 idf ** query_idf_power on the device, or None (config.query_idf_power 0)
+        self.query_latent_weights = None
 
     @property
     def sae(self):
@@ -132,7 +141,8 @@ class SplareEncoder:
                         dtype: str = "auto", without_adapter: bool = False,
                         quantize: str = "none") -> "SplareEncoder":
         """Load a model directory; ``without_adapter`` leaves out its retrieval LoRA adapter (the
-        untrained model it was fine-tuned from: backbone + SAE + MNTP adapter if any).
+        untrained model it was fine-tuned from: backbone + SAE + MNTP adapter if any) and its query
+        idf weighting (the latent counts were made with the adapter).
 
         ``dtype`` is the backbone's: "auto" is bfloat16 on CUDA GPUs that support it and float32
         elsewhere (``backbone.resolve_dtype``). The SAE always runs in float32.
@@ -151,8 +161,9 @@ class SplareEncoder:
         model_dir = resolve_model_dir(name_or_path)
         config = SplareConfig.load(model_dir)
         if without_adapter and config.adapter:
-            logger.info("%s: leaving out its retrieval adapter %r", model_dir, config.adapter)
-            config = config.replace(adapter=None)
+            logger.info("%s: leaving out its retrieval adapter %r%s", model_dir, config.adapter,
+                        " and its query idf weighting (counted with the adapter)" if config.query_idf_power else "")
+            config = config.replace(adapter=None, query_idf_power=0.0)
         encoder = cls._load(config, model_dir, device=device, dtype=dtype)
         if quantize != "none":
             encoder.quantize_for_queries(quantize)
@@ -253,7 +264,25 @@ class SplareEncoder:
         encoder = cls(config, backbone, head.eval(), device, model_dir)
         if not vocab:
             encoder.sae_storage_dtype = storage_dtype  # saved back in the dtype it was stored in
+        if config.query_idf_power:
+            encoder._load_query_weights()
         return encoder
+
+    def _load_query_weights(self) -> None:
+        """``query_latent_weights`` from the model directory's ``latent_df.json`` (query_idf_power > 0).
+
+        Raises CheckpointError when the file is missing or malformed, or was counted with another
+        width, document top-k, quantization scale or normalisation than the config's."""
+        import torch
+
+        from .latent_idf import LatentDocumentFrequency
+
+        if self.model_dir is None:
+            raise ConfigError("query_idf_power > 0 needs latent document frequencies from a model directory; "
+                              "build the model, then `splare-lucene configure --query-idf-corpus DIR`")
+        counts = LatentDocumentFrequency.load(self.model_dir)
+        counts.check_fits(self.config, int(self.d_sae), str(self.model_dir))
+        self.query_latent_weights = torch.from_numpy(counts.query_weights(self.config.query_idf_power)).to(self.device)
 
     def save_pretrained(self, directory: str | os.PathLike, *, sae_dtype: str | None = None,
                         overwrite: bool = False) -> Path:
@@ -280,6 +309,11 @@ class SplareEncoder:
                 _portable_adapter(tmp / config.adapter, config.backbone)
             elif config.adapter and self.model_dir and (self.model_dir / config.adapter).is_dir():
                 shutil.copytree(self.model_dir / config.adapter, tmp / config.adapter)
+            if config.query_idf_power and self.model_dir:
+                from .latent_idf import LATENT_DF_NAME
+
+                if (self.model_dir / LATENT_DF_NAME).is_file():  # the counts the query weights come from
+                    shutil.copy2(self.model_dir / LATENT_DF_NAME, tmp / LATENT_DF_NAME)
             config.save(tmp)
             from .outputs import install_dir
 
@@ -346,6 +380,8 @@ class SplareEncoder:
                                  "every text to encode must be a string")
         with torch.inference_mode():
             pooled = self.pooled(texts, kind).float()
+            if kind == "query" and self.query_latent_weights is not None:
+                pooled = pooled * self.query_latent_weights  # after the top-k (splare_lucene.latent_idf)
         return [_to_sparse(row) for row in pooled]
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> list[SparseVector]:

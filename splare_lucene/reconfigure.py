@@ -1,5 +1,5 @@
 """A copy of a model directory with other inference settings: top-k, lengths, quantization scale,
-text normalisation. The weights (backbone reference, SAE, adapters) are copied unchanged.
+text normalisation, query idf weighting (its counts made here: :mod:`splare_lucene.latent_idf`). The weights (backbone reference, SAE, adapters) are copied unchanged.
 
 This is how a cut chosen by ``benchmarks/top_k_grid.py`` (or any setting measured on a dev split)
 becomes a model: ``splare-lucene configure --model M --output DIR --query-top-k 150``. The new
@@ -34,7 +34,10 @@ SETTINGS = {
     "doc_max_length": ("document", "max_length"),
     "quantization_scale": (None, "quantization_scale"),
     "text_normalization": (None, "text_normalization"),
+    "query_idf_power": (None, "query_idf_power"),
 }
+# settings that change the document vectors, hence the latent document frequencies (latent_df.json)
+_DOCUMENT_SIDE = ("doc_top_k", "doc_max_length", "quantization_scale", "text_normalization")
 
 
 def setting(config: SplareConfig, key: str):
@@ -68,18 +71,32 @@ def changed_config(config: SplareConfig, **changes) -> SplareConfig:
 
 
 def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrite: bool = False,
+                idf_corpus: str | os.PathLike | None = None, idf_max_docs: int | None = None,
+                device: str = "auto", batch_size: int = 16, progress: bool = True,
                 **changes) -> tuple[Path, SplareConfig, SplareConfig]:
     """Write a copy of ``model`` (a directory, 'default' or a hub id) to ``output`` with
     ``changes`` (see :func:`changed_config`) in its config.
+
+    Query idf weighting (:mod:`splare_lucene.latent_idf`): with ``idf_corpus`` (a corpus the
+    toolkit reads: BEIR folder, JSONL/TSV file) the copy's latent document frequencies are counted
+    over its first ``idf_max_docs`` documents (all when None), encoded by the copy on ``device``
+    (``latent_df.json``; needs ``query_idf_power`` > 0 in the result). Without it, a copy that
+    keeps ``query_idf_power`` > 0 keeps the model's counts, which must still fit the copy's
+    document encoding; ``query_idf_power`` 0 drops them.
 
     The copy is built in a temporary directory beside ``output`` and renamed into place, so a
     failure leaves no half-written model. Returns (output directory, old config, new config).
 
     Raises:
         ConfigError: nothing would change; ``output`` is the model, lies inside it or holds it;
-            ``output`` exists without ``overwrite`` (or is not a model directory); a bad setting.
+            ``output`` exists without ``overwrite`` (or is not a model directory); a bad setting;
+            ``idf_corpus`` without ``query_idf_power`` > 0, or a weighted copy whose counts no
+            longer fit (another document top-k, length, scale or normalisation) without one.
         CheckpointError: ``model`` is not a model directory.
+        InputError: ``idf_corpus`` cannot be read.
     """
+    from .latent_idf import LATENT_DF_NAME, LatentDocumentFrequency, count_document_frequency
+
     from .encoder import model_fingerprint, resolve_model_dir
     from .explain.labels import load_latent_labels, save_latent_labels
     from .explain.records import LABELS_NAME
@@ -88,9 +105,24 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
     source = resolve_model_dir(model)
     old = SplareConfig.load(source)
     new = changed_config(old, **changes)
-    if new == old:
+    if new == old and idf_corpus is None:
         raise ConfigError("nothing to change: give at least one setting that differs from the model's "
                           "(e.g. --query-top-k, --doc-top-k, --text-normalization)")
+    if idf_corpus is not None and not new.query_idf_power:
+        raise ConfigError("--query-idf-corpus counts latent document frequencies for query idf weighting: "
+                          "give --query-idf-power too (> 0; the default model uses 0.5)")
+    if idf_max_docs is not None and idf_corpus is None:
+        raise ConfigError("--query-idf-max-docs limits --query-idf-corpus; give the corpus too")
+    document_changed = [key for key in _DOCUMENT_SIDE if setting(old, key) != setting(new, key)]
+    if new.query_idf_power and idf_corpus is None:
+        if not old.query_idf_power:
+            raise ConfigError("--query-idf-power > 0 weights query latents by idf over reference documents: "
+                              "give them with --query-idf-corpus DIR (e.g. paragraphs of the training "
+                              "data; the default model counts 4,000 SQuAD paragraphs)")
+        if document_changed:
+            raise ConfigError(f"{', '.join('--' + k.replace('_', '-') for k in document_changed)} changes the "
+                              f"document vectors that {LATENT_DF_NAME} was counted from: recount with "
+                              "--query-idf-corpus DIR, or drop the weighting with --query-idf-power 0")
     target = Path(output)
     check_not_input(target, {"--model": str(source)})  # the model itself, inside it, or holding it
     if os.path.lexists(target):
@@ -100,7 +132,24 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
     check_output_dir(target, what="--output")
     with staged_dir(target, ["model"], what="--output") as tmp:
         shutil.copytree(source, tmp, symlinks=False, dirs_exist_ok=True)
+        if not new.query_idf_power or idf_corpus is not None:
+            (tmp / LATENT_DF_NAME).unlink(missing_ok=True)
+        if idf_corpus is not None:  # counted by the copy itself, read without the weighting
+            import itertools
+
+            from .corpus import read_documents
+            from .encoder import SplareEncoder
+
+            new.replace(query_idf_power=0.0).save(tmp)
+            encoder = SplareEncoder.from_pretrained(tmp, device=device)
+            texts = (d.text for d in itertools.islice(read_documents(str(idf_corpus)), idf_max_docs))
+            counts = count_document_frequency(encoder, texts, source=str(idf_corpus), batch_size=batch_size,
+                                              total=idf_max_docs, progress=progress)
+            counts.save(tmp)
+            del encoder
         new.save(tmp)
+        if new.query_idf_power:  # refuses counts that do not fit, before the copy is installed
+            LatentDocumentFrequency.load(tmp).check_fits(new, _width(tmp, new), str(target))
         labels = load_latent_labels(tmp)  # None when the model has none
         if labels is not None:
             if new.text_normalization == old.text_normalization:
@@ -138,3 +187,14 @@ def _case_augmentation(model_dir: Path) -> float:
     except (OSError, ValueError):
         return 0.0
     return float(report.get("config", {}).get("case_augmentation") or 0.0)
+
+
+def _width(model_dir: Path, config: SplareConfig) -> int | None:
+    """The model's vector width (SAE latents) from its SAE config, without loading weights; None
+    for a vocabulary-head model (checked when it loads)."""
+    from .sae.config import SAEConfig
+    from .sae.formats import NATIVE_CONFIG
+
+    if config.representation != "sae":
+        return None
+    return int(SAEConfig.load(model_dir / config.sae / NATIVE_CONFIG).d_sae)

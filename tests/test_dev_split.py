@@ -87,3 +87,22 @@ def test_a_source_without_training_qrels_or_an_empty_split_is_refused_with_what_
     with pytest.raises(SystemExit, match="at least 1"):
         dev_split.main(["--source", str(source), "--output", str(tmp_path / "dev"), "--queries", "0"])
     assert not (tmp_path / "dev").exists()
+
+
+def test_skip_gives_a_second_split_of_other_held_out_queries(tmp_path):
+    dev_split = load_benchmark("dev_split")
+    from splare_lucene.evaluate import read_qrels
+
+    source = _source(tmp_path / "src")
+    common = ["--source", str(source), "--holdout", "0.5", "--queries", "4", "--documents", "12"]
+    dev_split.main(common + ["--output", str(tmp_path / "dev1")])
+    dev_split.main(common + ["--output", str(tmp_path / "dev2"), "--skip", "4"])
+    first = set(read_qrels(tmp_path / "dev1" / "qrels" / "dev.tsv"))
+    second = set(read_qrels(tmp_path / "dev2" / "qrels" / "dev.tsv"))
+    assert len(first) == len(second) == 4 and not first & second
+    dev_split.main(common[:-4] + ["--queries", "8", "--documents", "16", "--output", str(tmp_path / "dev8")])
+    assert first | second == set(read_qrels(tmp_path / "dev8" / "qrels" / "dev.tsv"))
+    with pytest.raises(SystemExit, match="--skip"):
+        dev_split.main(common + ["--output", str(tmp_path / "dev3"), "--skip", "1000"])
+    with pytest.raises(SystemExit, match="--skip must be"):
+        dev_split.main(common + ["--output", str(tmp_path / "dev4"), "--skip", "-1"])

@@ -467,7 +467,14 @@ def train(encoder, examples: list[TrainExample], cfg: TrainConfig, output_dir: P
     torch.manual_seed(cfg.seed)
     # Training lengths apply while training; the saved model keeps its inference lengths
     # (the paper trains at 128 tokens and evaluates with longer contexts).
-    inference_config = encoder.config.replace(adapter="adapter")
+    if encoder.config.query_idf_power:
+        # the stored latent document frequencies were counted with the old adapter: stale after training
+        logger.warning("the model weights query latents by idf (query_idf_power %g); the trained model is "
+                       "written without it: recount with `splare-lucene configure --query-idf-corpus DIR "
+                       "--query-idf-power %g` (splare_lucene.latent_idf)", encoder.config.query_idf_power,
+                       encoder.config.query_idf_power)
+    encoder.query_latent_weights = None
+    inference_config = encoder.config.replace(adapter="adapter", query_idf_power=0.0)
     encoder.config = inference_config.replace(
         query=TextSide(cfg.query_max_length, encoder.config.query.top_k, encoder.config.query.prefix),
         document=TextSide(cfg.doc_max_length, encoder.config.document.top_k, encoder.config.document.prefix))
