@@ -70,9 +70,16 @@ def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
         from .latent_idf import LATENT_DF_NAME
 
         f = model_dir / LATENT_DF_NAME
-        if f.is_file():
+        if f.is_file():  # the counts and their encoding, not when or from where they were made
+            data = f.read_bytes()
+            try:
+                obj = json.loads(data)
+                data = json.dumps({k: v for k, v in obj.items() if k not in ("created", "source", "model_fingerprint")},
+                                  sort_keys=True).encode()
+            except (ValueError, AttributeError):  # malformed: hashed as it is (loading refuses it)
+                pass
             h.update(f.name.encode())
-            h.update(f.read_bytes())
+            h.update(data)
     return h.hexdigest()[:16]
 
 

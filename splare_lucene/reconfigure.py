@@ -105,14 +105,16 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
     source = resolve_model_dir(model)
     old = SplareConfig.load(source)
     new = changed_config(old, **changes)
+    if idf_max_docs is not None and idf_corpus is None:
+        raise ConfigError("--query-idf-max-docs limits --query-idf-corpus; give the corpus too")
+    if idf_max_docs is not None and idf_max_docs < 1:
+        raise ConfigError(f"--query-idf-max-docs must be >= 1 (documents to count over); got {idf_max_docs}")
     if new == old and idf_corpus is None:
         raise ConfigError("nothing to change: give at least one setting that differs from the model's "
                           "(e.g. --query-top-k, --doc-top-k, --text-normalization)")
     if idf_corpus is not None and not new.query_idf_power:
         raise ConfigError("--query-idf-corpus counts latent document frequencies for query idf weighting: "
-                          "give --query-idf-power too (> 0; the default model uses 0.5)")
-    if idf_max_docs is not None and idf_corpus is None:
-        raise ConfigError("--query-idf-max-docs limits --query-idf-corpus; give the corpus too")
+                          "give --query-idf-power too (> 0; the default model uses 1)")
     document_changed = [key for key in _DOCUMENT_SIDE if setting(old, key) != setting(new, key)]
     if new.query_idf_power and idf_corpus is None:
         if not old.query_idf_power:
@@ -130,19 +132,24 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
             raise ConfigError(f"--output {output} already exists; pass --overwrite to replace it")
         check_replaceable(target, ["model"], what="--output")
     check_output_dir(target, what="--output")
+    first_docs = None
+    if idf_corpus is not None:  # a corpus that cannot be read fails here, before any model loads
+        import itertools
+
+        from .corpus import read_documents
+
+        docs = itertools.islice(read_documents(str(idf_corpus)), idf_max_docs)
+        first_docs = itertools.chain([next(docs)], docs)
     with staged_dir(target, ["model"], what="--output") as tmp:
         shutil.copytree(source, tmp, symlinks=False, dirs_exist_ok=True)
         if not new.query_idf_power or idf_corpus is not None:
             (tmp / LATENT_DF_NAME).unlink(missing_ok=True)
-        if idf_corpus is not None:  # counted by the copy itself, read without the weighting
-            import itertools
-
-            from .corpus import read_documents
+        if first_docs is not None:  # counted by the copy itself, read without the weighting
             from .encoder import SplareEncoder
 
             new.replace(query_idf_power=0.0).save(tmp)
             encoder = SplareEncoder.from_pretrained(tmp, device=device)
-            texts = (d.text for d in itertools.islice(read_documents(str(idf_corpus)), idf_max_docs))
+            texts = (d.text for d in first_docs)
             counts = count_document_frequency(encoder, texts, source=str(idf_corpus), batch_size=batch_size,
                                               total=idf_max_docs, progress=progress)
             counts.save(tmp)

@@ -86,6 +86,11 @@ def test_round_trip_through_save_pretrained_and_the_fingerprint(tiny_model, idf_
     obj["df"][0] = min(obj["documents"], obj["df"][0] + 1)
     (saved / LATENT_DF_NAME).write_text(json.dumps(obj))
     assert model_fingerprint(saved, again.config) != again.fingerprint
+    # when and from where the counts were made is not hashed: a recount of the same documents
+    # gives the same fingerprint
+    obj = json.loads((idf_model / LATENT_DF_NAME).read_text())
+    (saved / LATENT_DF_NAME).write_text(json.dumps({**obj, "created": "2030-01-01T00:00:00Z", "source": "elsewhere"}))
+    assert model_fingerprint(saved, again.config) == again.fingerprint
     # a config without the field (older models) and one with 0 hash alike
     cfg = SplareConfig.load(tiny_model)
     assert "query_idf_power" not in cfg.fingerprint_dict() and cfg.query_idf_power == 0.0
@@ -131,6 +136,11 @@ def test_configure_refusals_and_dropping_the_weighting(tiny_model, idf_model, tm
     # a query-side change keeps them; power 0 drops them
     assert cli(["configure", "--model", str(idf_model), "--output", str(out), "--query-top-k", "4"]) == 0
     assert (out / LATENT_DF_NAME).read_bytes() == (idf_model / LATENT_DF_NAME).read_bytes()
+    assert cli(["configure", "--model", str(idf_model), "--output", str(out), "--query-idf-max-docs", "5"]) == 1
+    assert "--query-idf-max-docs limits --query-idf-corpus" in capsys.readouterr().err
+    assert cli(["configure", "--model", str(idf_model), "--output", str(tmp_path / "x"), "--query-idf-corpus",
+                str(tmp_path / "nope")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "x").exists()
     off = tmp_path / "off"
     assert cli(["configure", "--model", str(idf_model), "--output", str(off), "--query-idf-power", "0"]) == 0
     assert not (off / LATENT_DF_NAME).exists() and SplareConfig.load(off).query_idf_power == 0.0
