@@ -53,13 +53,11 @@ def float_list(text: str) -> list[float]:
 
 
 def bm25_idf(doc_impacts):
-    """(documents, latents) impacts -> (latents,) float64 ``ln(1 + (N - df + 0.5) / (df + 0.5))``,
-    df = documents with an impact > 0 (Lucene's BM25Similarity.idf)."""
-    import numpy as np
+    """(documents, latents) impacts -> (latents,) float64 idf, df = documents with an impact > 0:
+    :func:`splare_lucene.latent_idf.bm25_idf`, the formula a model's stored counts go through."""
+    from splare_lucene.latent_idf import bm25_idf as idf_of_counts
 
-    n = doc_impacts.shape[0]
-    df = (doc_impacts > 0).sum(axis=0).astype(np.float64)
-    return np.log1p((n - df + 0.5) / (df + 0.5))
+    return idf_of_counts((doc_impacts > 0).sum(axis=0), doc_impacts.shape[0])
 
 
 def main(argv: list[str] | None = None) -> int:

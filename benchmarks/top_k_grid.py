@@ -120,8 +120,9 @@ def load_encodings(name: str, model: str, args, collection, queries) -> dict:
     ``args.query_transform``), from ``args.cache`` or encoded and cached there.
 
     Returns ``{"config", "fingerprint", "doc_ids", "D": (documents, d_sae) float32,
-    "Q": {transform: (queries, d_sae) float32}}`` (``Q`` empty when ``queries`` is None). The cache key is the model fingerprint and the
-    collection's folder name (``{fingerprint}-{name}.docs.npy``, ``...queries-{split}-{transform}.npy``).
+    "Q": {transform: (queries, d_sae) float32}}`` (``Q`` empty when ``queries`` is None). The cache
+    key is the model fingerprint and the collection's folder name (``{fingerprint}-{name}.docs.npy``,
+    ``...queries-{split}-{transform}.npy``).
     """
     import numpy as np
 

@@ -67,19 +67,12 @@ def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
                     h.update(f.name.encode())
                     h.update(f.read_bytes())
     if config.query_idf_power:  # the query weights come from these counts
-        from .latent_idf import LATENT_DF_NAME
+        from .latent_idf import LATENT_DF_NAME, fingerprint_bytes
 
         f = model_dir / LATENT_DF_NAME
-        if f.is_file():  # the counts and their encoding, not when or from where they were made
-            data = f.read_bytes()
-            try:
-                obj = json.loads(data)
-                data = json.dumps({k: v for k, v in obj.items() if k not in ("created", "source", "model_fingerprint")},
-                                  sort_keys=True).encode()
-            except (ValueError, AttributeError):  # malformed: hashed as it is (loading refuses it)
-                pass
+        if f.is_file():
             h.update(f.name.encode())
-            h.update(data)
+            h.update(fingerprint_bytes(f))
     return h.hexdigest()[:16]
 
 

@@ -38,6 +38,20 @@ from typing import Iterable
 from .errors import CheckpointError, ConfigError
 
 LATENT_DF_NAME = "latent_df.json"  # in the model directory, beside splare_config.json
+# fields of latent_df.json that record when, from where and by what the counts were made, not the
+# counts or their encoding: left out of the model fingerprint, so that a recount hashes alike
+_RECORD_ONLY = ("created", "source", "model_fingerprint")
+
+
+def fingerprint_bytes(path: str | os.PathLike) -> bytes:
+    """What the model fingerprint hashes of a ``latent_df.json``: its fields without
+    ``_RECORD_ONLY``, as sorted JSON; a malformed file as it is (loading it is refused anyway)."""
+    data = Path(path).read_bytes()
+    try:
+        obj = json.loads(data)
+        return json.dumps({k: v for k, v in obj.items() if k not in _RECORD_ONLY}, sort_keys=True).encode()
+    except (ValueError, AttributeError):
+        return data
 
 
 def bm25_idf(df, n_documents: int):
@@ -61,9 +75,10 @@ class LatentDocumentFrequency:
     """How many of ``documents`` reference documents hold each latent (impact > 0 after the cut).
 
     ``df``: one count per latent (length d_sae); ``document_top_k``, ``document_max_length``,
-    ``document_prefix``, ``quantization_scale`` and ``text_normalization``: the encoding the counts were made with (a model whose settings differ
-    would weight by counts of other vectors); ``source``: the documents (a folder, for the record);
-    ``model_fingerprint``: the model that encoded them (before the weighting was added).
+    ``document_prefix``, ``quantization_scale`` and ``text_normalization``: the encoding the counts
+    were made with (a model whose settings differ would weight by counts of other vectors);
+    ``source``: the documents (a folder, for the record); ``model_fingerprint``: the model that
+    encoded them (before the weighting was added).
     """
 
     documents: int

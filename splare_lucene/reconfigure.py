@@ -1,5 +1,6 @@
 """A copy of a model directory with other inference settings: top-k, lengths, quantization scale,
-text normalisation, query idf weighting (its counts made here: :mod:`splare_lucene.latent_idf`). The weights (backbone reference, SAE, adapters) are copied unchanged.
+text normalisation, query idf weighting (its counts made here: :mod:`splare_lucene.latent_idf`).
+The weights (backbone reference, SAE, adapters) are copied unchanged.
 
 This is how a cut chosen by ``benchmarks/top_k_grid.py`` (or any setting measured on a dev split)
 becomes a model: ``splare-lucene configure --model M --output DIR --query-top-k 150``. The new

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "with sees other texts: measure it first (docs/training.md)")
     p.add_argument("--query-idf-power", type=non_negative_float,
                    help="weight each query latent by idf ** POWER before quantization (0: off; the "
-                   "default model: 0.5), idf counted over --query-idf-corpus (splare_lucene.latent_idf)")
+                   "default model: 1), idf counted over --query-idf-corpus (splare_lucene.latent_idf)")
     p.add_argument("--query-idf-corpus", metavar="DOCS",
                    help="documents to count latent document frequencies over (BEIR folder, JSONL or TSV), "
                    "encoded by the new model; e.g. paragraphs of its training data")
