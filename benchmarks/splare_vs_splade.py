@@ -12,7 +12,10 @@ negative; with ``--loss kl --train FILE.jsonl`` KL distillation from the teacher
 queries and documents, same steps, batch, lengths, learning rate, seed, text normalisation) on
 ../shared/data/squad-train. ``--configure "SETTINGS"`` then gives every SPLARE and twin model the
 same inference settings (``splare-lucene configure`` options, e.g. the default model's
-``--query-top-k 100 --doc-top-k 400 --text-normalization lowercase``) before evaluation. Evaluation uses collections not used for training: cranfield (English)
+``--query-top-k 100 --doc-top-k 1000 --text-normalization lowercase --query-idf-power 1
+--query-idf-corpus build/dev/squad-dev-1000``: each model counts its own idf over that corpus, once)
+before evaluation. ``--splare-ft-model splare_lucene/assets/default`` evaluates the shipped default
+as splare-ft (it is this recipe's splare-ft) instead of training it again. Evaluation uses collections not used for training: cranfield (English)
 and tatoeba-xl X->English (cross-lingual). Reports nDCG@10, R@100, mean non-zeros per query and
 document, and index size.
 
@@ -44,38 +47,51 @@ def sae_weights(path: Path) -> dict:
     return {k: v.astype("float32") for k, v in load_file(str(folder / "sae.safetensors")).items()}
 
 
-def check_same_sae(model: Path, reference: Path, what: str) -> None:
-    """Refuse (SystemExit) a cached ``model`` whose SAE is not ``reference``'s: a work folder left by
-    a run with another default SAE (e.g. before the default model changed) is never reused."""
+def check_same_sae(model: Path, reference: Path, what: str,
+                   remedy: str = "it was built by an earlier run with another SAE; remove it or pass another --out") -> None:
+    """Refuse (SystemExit, ending with ``remedy``) a ``model`` whose SAE is not ``reference``'s: a work
+    folder left by a run with another default SAE (e.g. before the default model changed) is never
+    reused, and a given --splare-ft-model must hold the base model's SAE."""
     import numpy as np
 
     a, b = sae_weights(model), sae_weights(reference)
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape or not np.array_equal(a[k], b[k]) for k in a):
-        raise SystemExit(f"{model} holds another SAE than {what} ({reference}): it was built by an "
-                         "earlier run with another SAE; remove it or pass another --out")
+        raise SystemExit(f"{model} holds another SAE than {what} ({reference}): {remedy}")
+
+
+def trained_with_recipe(kind: str, args, out: Path, *, remedy: str = "remove it or pass another --out") -> float:
+    """Check that the trained model ``out`` (its ``train_report.json``) was trained with this run's
+    recipe for ``kind`` ("splare" or "vocab"; a SPLARE model must also hold the base model's SAE);
+    SystemExit naming what differs and ``remedy`` otherwise. Returns its training seconds."""
+    lr = args.lr if kind == "splare" else args.vocab_lr
+    if not (out / "train_report.json").is_file():
+        raise SystemExit(f"{out} has no train_report.json, so its recipe cannot be checked: give a model "
+                         "written by `splare-lucene train`")
+    if kind == "splare":
+        check_same_sae(out, Path(args.base_model), "the base model", remedy)
+    report = json.loads((out / "train_report.json").read_text())
+    cfg = report["config"]
+    wanted = {"max_steps": args.steps, "batch_size": args.batch_size, "lr": lr, "seed": args.seed,
+              "train_top_k": kind == "vocab" and args.vocab_train_top_k,
+              "temperature": args.temperature, "doc_max_length": args.doc_max_length,
+              "lora_rank": args.lora_rank, "loss": args.loss, "negatives": args.negatives,
+              "case_augmentation": args.case_augmentation}
+    legacy = {"case_augmentation": 0.0}  # reports written before the setting existed: off
+    differs = {k: (cfg.get(k, legacy.get(k)), v) for k, v in wanted.items() if cfg.get(k, legacy.get(k)) != v}
+    if differs:
+        raise SystemExit(f"{out} was trained with another recipe ({differs}: saved, asked); {remedy}")
+    # every invocation of a resumed run (reports from before seconds_total: the last one only)
+    return report.get("seconds_total", report.get("seconds_this_run", 0.0))
 
 
 def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
+    """Train ``kind`` ("splare" or "vocab") with this run's recipe into ``out``; a model already there
+    (an earlier invocation's) is reused if :func:`trained_with_recipe` accepts it."""
     from splare_lucene.cli.main import main as cli
 
     lr = args.lr if kind == "splare" else args.vocab_lr
     if (out / "train_report.json").is_file():  # trained by an earlier invocation: reuse if same recipe
-        if kind == "splare":
-            check_same_sae(out, Path(args.base_model), "the base model")
-        report = json.loads((out / "train_report.json").read_text())
-        cfg = report["config"]
-        wanted = {"max_steps": args.steps, "batch_size": args.batch_size, "lr": lr, "seed": args.seed,
-                  "train_top_k": kind == "vocab" and args.vocab_train_top_k,
-                  "temperature": args.temperature, "doc_max_length": args.doc_max_length,
-                  "lora_rank": args.lora_rank, "loss": args.loss, "negatives": args.negatives,
-                  "case_augmentation": args.case_augmentation}
-        legacy = {"case_augmentation": 0.0}  # reports written before the setting existed: off
-        differs = {k: (cfg.get(k, legacy.get(k)), v) for k, v in wanted.items() if cfg.get(k, legacy.get(k)) != v}
-        if differs:
-            raise SystemExit(f"{out} was trained with another recipe ({differs}: saved, asked); "
-                             "remove it or pass another --out")
-        # every invocation of a resumed run (reports from before seconds_total: the last one only)
-        return out, report.get("seconds_total", report.get("seconds_this_run", 0.0))
+        return out, trained_with_recipe(kind, args, out)
     base = ["train", "--data", args.train, "--output", str(out), "--overwrite", "--loss", args.loss,
             "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--negatives", str(args.negatives),
             "--max-queries", str(args.steps * args.batch_size),
@@ -98,20 +114,49 @@ def train_model(kind: str, args, out: Path) -> tuple[Path, float]:
 
 
 def configured(name: str, model: Path, settings: list[str], work: Path) -> Path:
-    """``model`` with the inference settings ``settings`` (``splare-lucene configure`` options),
-    written to ``work/<name>-configured``; ``model`` itself when the settings change nothing.
-    Rewritten on every invocation (a copy of the config, adapter and SAE files), so a retrained
-    model is never evaluated through a stale copy."""
+    """``model`` with the inference settings ``settings`` (``splare-lucene configure`` options,
+    query idf counting included), written to ``work/<name>-configured``; ``model`` itself when the
+    settings change nothing (with ``--query-idf-corpus``: the model already holds counts from that
+    corpus, as the default model does). The copy is rewritten whenever the model or the settings
+    differ from the ones recorded beside it (``<name>-configured.json``), so a retrained model is
+    never evaluated through a stale copy; a copy with idf counts is otherwise kept, since counting
+    encodes the whole reference corpus."""
     from splare_lucene.cli.main import build_parser
     from splare_lucene.config import SplareConfig
+    from splare_lucene.encoder import model_fingerprint
     from splare_lucene.reconfigure import SETTINGS, changed_config, reconfigure
 
     parsed = build_parser().parse_args(["configure", "--model", str(model), "--output", "-", *settings])
     changes = {key: getattr(parsed, key) for key in SETTINGS}
+    corpus, max_docs = parsed.query_idf_corpus, parsed.query_idf_max_docs
     config = SplareConfig.load(model)
-    if changed_config(config, **changes) == config:
+    if changed_config(config, **changes) == config and (corpus is None or holds_counts(model, corpus, max_docs)):
         return model
-    return reconfigure(model, work / f"{name}-configured", overwrite=True, **changes)[0]
+    target, stamp_path = work / f"{name}-configured", work / f"{name}-configured.json"
+    stamp = {"model_fingerprint": model_fingerprint(model, config), "settings": settings}
+    if (corpus is not None and (target / "splare_config.json").is_file() and stamp_path.is_file()
+            and json.loads(stamp_path.read_text()) == stamp):
+        return target
+    stamp_path.unlink(missing_ok=True)
+    reconfigure(model, target, overwrite=True, idf_corpus=corpus, idf_max_docs=max_docs, device="cpu", **changes)
+    stamp_path.write_text(json.dumps(stamp))
+    return target
+
+
+def holds_counts(model: Path, corpus: str, max_docs: int | None) -> bool:
+    """Whether ``model``'s ``latent_df.json`` was counted over ``corpus`` (the same path, the same
+    number of documents: all of it, or its first ``max_docs``)."""
+    import itertools
+
+    from splare_lucene.corpus import read_documents
+    from splare_lucene.latent_idf import LATENT_DF_NAME, LatentDocumentFrequency
+
+    if not (model / LATENT_DF_NAME).is_file():
+        return False
+    counts = LatentDocumentFrequency.load(model)
+    if not counts.source or Path(counts.source).resolve() != Path(corpus).resolve():
+        return False
+    return counts.documents == sum(1 for _ in itertools.islice(read_documents(str(corpus)), max_docs))
 
 
 def main() -> None:
@@ -146,6 +191,11 @@ def main() -> None:
                          "`splare-lucene configure` options in one argument, e.g. "
                          "--configure='--query-top-k 100 --doc-top-k 400 --text-normalization lowercase' "
                          "(the default model's; Makefile DEFAULT_SETTINGS)")
+    ap.add_argument("--splare-ft-model", default=None, metavar="DIR",
+                    help="evaluate this trained SPLARE model as splare-ft instead of training one, e.g. "
+                         "splare_lucene/assets/default (the default is this recipe's splare-ft: `make "
+                         "default-model` trains it with TRAIN_RECIPE); its train_report.json must show "
+                         "this run's recipe and it must hold the base model's SAE")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "splare_vs_splade"))
     args = ap.parse_args()
     args.vocab_lr = args.vocab_lr or args.lr
@@ -178,7 +228,12 @@ def main() -> None:
     models = {"splare-base": Path(args.base_model)}
     train_seconds = {}
     for name, kind in (("splade-ft", "vocab"), ("splare-ft", "splare")):
-        if name in systems:
+        if name == "splare-ft" and args.splare_ft_model and name in systems:
+            models[name] = Path(args.splare_ft_model)
+            train_seconds[name] = trained_with_recipe(kind, args, models[name],
+                                                      remedy="give a model trained with this recipe, or "
+                                                             "leave --splare-ft-model out to train one")
+        elif name in systems:
             models[name], train_seconds[name] = train_model(kind, args, work / name)
     settings = shlex.split(args.configure)
     if settings:
@@ -255,6 +310,9 @@ def main() -> None:
         f"{', text normalisation ' + args.text_normalization if args.text_normalization else ''}.  ",
         (f"Inference settings of every SPLARE and twin model (`splare-lucene configure`): "
          f"`{args.configure}`.  " if settings else "Inference settings: each model's own.  "),
+        *([f"splare-ft is `{args.splare_ft_model}`, trained earlier with this recipe (checked against its "
+           f"train_report.json, whose seconds are the training figure below), not trained by this run.  "]
+          if args.splare_ft_model and "splare-ft" in systems else []),
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
         f"this invocation took {elapsed / 60:.1f} min; compute over all invocations (results are cached "
         f"and resumed): training {json.dumps({k: round(v) for k, v in train_seconds.items()})} s, "

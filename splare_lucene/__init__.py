@@ -4,6 +4,7 @@ Public API, imported lazily (no torch, transformers or JVM at ``import splare_lu
 
     from splare_lucene import SplareEncoder, SplareQueryEncoder
     from splare_lucene import fuse, hybrid_search   # hybrid retrieval with BM25
+    from splare_lucene import start_jvm             # Java 21+ for Pyserini, before importing it
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ _LAZY = {
     "load_sae": ("sae", "load_sae"),
     "fuse": ("fusion", "fuse"),  # hybrid: fuse runs (RRF, interpolation); no JVM
     "hybrid_search": ("pipeline", "hybrid_search"),  # SPLARE + BM25 fused; starts the JVM (BM25)
+    "start_jvm": ("java", "start_jvm"),  # before a Pyserini import that comes before SplareQueryEncoder's
 }
 
 __all__ = sorted(_LAZY)

@@ -53,19 +53,34 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
                               "check the id and your network, or pass a local model directory") from exc
 
 
-def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
-    """A short hash of the config and weight files: which model encoded an index.
+# config fields that change only the query vectors: left out of the document fingerprint
+QUERY_SIDE_FIELDS = ("query", "query_idf_power")
 
-    The config enters as :meth:`SplareConfig.fingerprint_dict`: every setting, except fields
-    newer than the model format that hold their legacy value (``text_normalization="none"``),
-    so models saved before those fields existed keep their fingerprint."""
-    h = hashlib.sha256(json.dumps(config.fingerprint_dict(), sort_keys=True).encode())
+
+def model_fingerprints(model_dir: Path, config: SplareConfig) -> tuple[str, str]:
+    """(model fingerprint, document fingerprint): short hashes of the config and weight files.
+
+    The model fingerprint says which model encoded an index or a run; the config enters as
+    :meth:`SplareConfig.fingerprint_dict`: every setting, except fields newer than the model format
+    that hold their legacy value (``text_normalization="none"``), so models saved before those
+    fields existed keep their fingerprint; with ``query_idf_power`` > 0 the idf counts enter too.
+    The document fingerprint hashes what makes the document vectors only: the same weights and
+    config without :data:`QUERY_SIDE_FIELDS` (query top-k, length and prefix, idf weighting and its
+    counts). Two models with the same document fingerprint write the same index, so a copy that
+    differs only on the query side (``configure --query-top-k``, ``--query-idf-power``) searches
+    an index the other built. Each weight file is read once for both."""
+    config_dict = config.fingerprint_dict()
+    h = hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode())
+    d = hashlib.sha256(json.dumps({k: v for k, v in config_dict.items() if k not in QUERY_SIDE_FIELDS},
+                                  sort_keys=True).encode())
     for sub in (config.sae, config.mntp_adapter, config.adapter):
         if sub and (model_dir / sub).is_dir():
             for f in sorted((model_dir / sub).rglob("*")):
                 if f.is_file():
-                    h.update(f.name.encode())
-                    h.update(f.read_bytes())
+                    data = f.read_bytes()
+                    for digest in (h, d):
+                        digest.update(f.name.encode())
+                        digest.update(data)
     if config.query_idf_power:  # the query weights come from these counts
         from .latent_idf import LATENT_DF_NAME, fingerprint_bytes
 
@@ -73,7 +88,12 @@ def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
         if f.is_file():
             h.update(f.name.encode())
             h.update(fingerprint_bytes(f))
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:16], d.hexdigest()[:16]
+
+
+def model_fingerprint(model_dir: Path, config: SplareConfig) -> str:
+    """The model fingerprint of :func:`model_fingerprints`: which model encoded an index."""
+    return model_fingerprints(model_dir, config)[0]
 
 
 def length_sorted_batches(items: Iterable[T], text_of: Callable[[T], str], batch_size: int,
@@ -124,7 +144,9 @@ class SplareEncoder:
             self.vocab = TokenVocab(backbone.tokenizer, head.width)
         else:
             self.vocab = LatentVocab(config.token_prefix)
-        self.fingerprint = model_fingerprint(model_dir, config) if model_dir else None
+        # model_fingerprints(): the whole model's, and its document side's (what indexes record)
+        self.fingerprint, self.document_fingerprint = (model_fingerprints(model_dir, config) if model_dir
+                                                       else (None, None))
         # (d_sae,) float32 idf ** query_idf_power on the device, or None (config.query_idf_power 0)
         self.query_latent_weights = None
 
@@ -323,7 +345,7 @@ class SplareEncoder:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.model_dir = directory
-        self.fingerprint = model_fingerprint(directory, self.config)
+        self.fingerprint, self.document_fingerprint = model_fingerprints(directory, self.config)
         return directory
 
     # -- encoding -----------------------------------------------------------------------------

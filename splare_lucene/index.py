@@ -171,7 +171,8 @@ def read_index_meta(index_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def check_index_matches(index_dir: str | os.PathLike, signature: dict, fingerprint: str | None) -> None:
+def check_index_matches(index_dir: str | os.PathLike, signature: dict, fingerprint: str | None,
+                        document_fingerprint: str | None = None) -> None:
     """Refuse a query encoder whose vocabulary or quantization differs from the index's.
 
     ``signature``: the model's :meth:`~splare_lucene.config.SplareConfig.index_signature`. Only
@@ -180,6 +181,11 @@ def check_index_matches(index_dir: str | os.PathLike, signature: dict, fingerpri
     for an index built elsewhere: no ``splare_index.json`` at all, one without a ``signature``
     (indexed with ``index --jsonl`` from JSONL that has no ``summary.json``, e.g. written by
     another tool), or one without some of the keys (recorded by an older version).
+
+    ``fingerprint`` / ``document_fingerprint``: the query encoder's
+    (:func:`splare_lucene.encoder.model_fingerprints`). Another model than the index's gets a
+    warning, unless both record the same document fingerprint: a copy of the indexing model that
+    differs only on the query side (query top-k, idf weighting) fits the index (logged at INFO).
     """
     meta = read_index_meta(index_dir)
     if meta is None:
@@ -204,5 +210,10 @@ def check_index_matches(index_dir: str | os.PathLike, signature: dict, fingerpri
         raise IndexMismatchError(f"the model does not match index {index_dir} ({detail}); search "
                                  "with the model that built the index, or re-index with this one")
     if fingerprint and meta.get("model_fingerprint") and meta["model_fingerprint"] != fingerprint:
+        if document_fingerprint and meta.get("document_fingerprint") == document_fingerprint:
+            logger.info("index %s was built by model %s (fingerprint %s); searching with %s, which "
+                        "differs from it only in its query-side settings", index_dir, meta.get("model"),
+                        meta["model_fingerprint"], fingerprint)
+            return
         logger.warning("index %s was built by model %s (fingerprint %s); searching with %s",
                        index_dir, meta.get("model"), meta["model_fingerprint"], fingerprint)

@@ -472,7 +472,8 @@ def open_searcher(index_dir: str | os.PathLike, query_encoder: SplareQueryEncode
                               "that `splare-lucene index --index DIR` (or Anserini's IndexCollection) built")
         raise ConfigError(f"index {index_dir} does not exist; build it with `splare-lucene index`")
     enc = query_encoder.encoder
-    check_index_matches(index_dir, enc.config.index_signature(), enc.fingerprint)
+    check_index_matches(index_dir, enc.config.index_signature(), enc.fingerprint,
+                        getattr(enc, "document_fingerprint", None))
     try:
         return ImpactSearcher(index_dir, query_encoder)
     except Exception as exc:  # jnius.JavaException: Lucene could not open the directory as an index

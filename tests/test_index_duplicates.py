@@ -210,3 +210,45 @@ def test_index_from_summaryless_jsonl_is_searched(tiny_model, tmp_path, caplog):
     finally:
         searcher.close()
     assert run["q1"] and [h.rank for h in run["q1"]] == list(range(1, len(run["q1"]) + 1))
+
+
+def test_a_copy_that_differs_only_on_the_query_side_searches_without_a_warning(tmp_path, caplog):
+    """Another model than the index's is warned about, unless both record the same document
+    fingerprint (a query-side-only copy: configure --query-top-k, --query-idf-power)."""
+    meta = {"signature": SIGNATURE, "model": "m", "model_fingerprint": "aaaa", "document_fingerprint": "dddd"}
+    index = _index_with_meta(tmp_path, meta)
+    with caplog.at_level(logging.INFO, logger="splare_lucene.index"):
+        check_index_matches(index, SIGNATURE, "bbbb", "dddd")
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "differs from it only in its query-side settings" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="splare_lucene.index"):
+        check_index_matches(index, SIGNATURE, "bbbb", "eeee")  # another document side
+        check_index_matches(_index_with_meta(tmp_path / "old", {**meta, "document_fingerprint": None}),
+                            SIGNATURE, "bbbb", "dddd")  # an index from before the field: not checkable
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2
+    assert "was built by model m (fingerprint aaaa); searching with bbbb" in caplog.text
+
+
+@pytest.mark.java
+def test_indexes_record_the_document_fingerprint_that_query_side_copies_share(tiny_model, tiny_demo_index,
+                                                                              tmp_path):
+    from conftest import DEMO_DIR
+
+    from splare_lucene.cli.main import main as cli
+    from splare_lucene.config import SplareConfig
+    from splare_lucene.encoder import model_fingerprints
+
+    meta = json.loads((tiny_demo_index / INDEX_META).read_text())
+    fingerprint, document = model_fingerprints(tiny_model, SplareConfig.load(tiny_model))
+    assert (meta["model_fingerprint"], meta["document_fingerprint"]) == (fingerprint, document)
+    copies = {"q": ["--query-top-k", "7"],
+              "idf": ["--query-idf-power", "1", "--query-idf-corpus", str(DEMO_DIR), "--device", "cpu"],
+              "doc": ["--doc-top-k", "7"], "lc": ["--text-normalization", "lowercase"]}
+    prints = {}
+    for name, settings in copies.items():
+        assert cli(["configure", "--model", str(tiny_model), "--output", str(tmp_path / name), *settings]) == 0
+        prints[name] = model_fingerprints(tmp_path / name, SplareConfig.load(tmp_path / name))
+    assert all(prints[n][0] != fingerprint for n in copies)
+    assert prints["q"][1] == prints["idf"][1] == document
+    assert prints["doc"][1] != document and prints["lc"][1] != document

@@ -280,3 +280,21 @@ def test_find_java_on_this_machine():
 def test_anserini_jar_on_this_machine():
     jar = java.anserini_jar()
     assert jar.is_file() and jar.name.startswith("anserini-") and jar.name.endswith("-fatjar.jar")
+
+
+@pytest.mark.java
+def test_start_jvm_makes_a_later_pyserini_import_work(tmp_path):
+    """Code that imports Pyserini before any SplareQueryEncoder calls ``splare_lucene.start_jvm()``
+    first: Pyserini then runs on the toolkit's Java 21+ (on a machine whose `java` is 17, importing
+    Pyserini alone fails with UnsupportedClassVersionError)."""
+    import subprocess
+
+    script = ("import splare_lucene; splare_lucene.start_jvm()\n"
+              "from pyserini.search.lucene import LuceneImpactSearcher\n"
+              "from jnius import autoclass\n"
+              "print('java', autoclass('java.lang.System').getProperty('java.specification.version'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split("java ")[-1]) >= java.MIN_JAVA

@@ -103,3 +103,75 @@ def test_a_cached_model_with_another_sae_is_refused(tiny_model, tmp_path):
     (stale / "train_report.json").write_text(json.dumps({"config": {}, "seconds_total": 1.0}))
     with pytest.raises(SystemExit, match=str(stale)):
         svs.train_model("splare", args, stale)
+
+
+def test_configured_counts_query_idf_once_and_keeps_a_model_that_holds_the_counts(tiny_model, tmp_path):
+    """--configure with the default model's query idf options: the counts are made once (a copy made
+    from the same model with the same settings is kept, since counting encodes the whole corpus), a
+    change of either rewrites the copy, and a model that already holds counts from that corpus (the
+    default model) is evaluated as it is."""
+    from conftest import DEMO_DIR
+
+    from splare_lucene.latent_idf import LatentDocumentFrequency
+
+    bench = _bench()
+    settings = ["--query-idf-power", "1", "--query-idf-corpus", str(DEMO_DIR)]
+    out = bench.configured("splare-ft", tiny_model, settings, tmp_path)
+    assert out == tmp_path / "splare-ft-configured" and SplareConfig.load(out).query_idf_power == 1.0
+    counts = LatentDocumentFrequency.load(out)
+    created = (out / "latent_df.json").stat().st_mtime_ns
+    assert bench.configured("splare-ft", tiny_model, settings, tmp_path) == out
+    assert (out / "latent_df.json").stat().st_mtime_ns == created  # not counted again
+    # the weighted copy holds counts from that corpus: nothing to change
+    assert bench.holds_counts(out, str(DEMO_DIR), None)
+    assert bench.configured("splare-base", out, settings, tmp_path / "other") == out
+    assert not bench.holds_counts(out, str(DEMO_DIR), 2)  # counted over all, not the first 2
+    assert not bench.holds_counts(tiny_model, str(DEMO_DIR), None)  # no counts at all
+    # other settings: counted again, over the first 2 documents
+    again = bench.configured("splare-ft", tiny_model, settings + ["--query-idf-max-docs", "2"], tmp_path)
+    assert again == out and LatentDocumentFrequency.load(out).documents == 2 != counts.documents
+
+
+def test_configured_counts_query_idf_for_the_vocabulary_twin(tiny_backbone, tmp_path):
+    """The twin gets the same weighting: its counts are one per vocabulary entry."""
+    from conftest import DEMO_DIR
+
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.latent_idf import LatentDocumentFrequency
+
+    twin = tmp_path / "twin"
+    SplareEncoder.vocabulary(str(tiny_backbone), device="cpu").save_pretrained(twin)
+    out = _bench().configured("splade-ft", twin, ["--query-idf-power", "1", "--query-idf-corpus", str(DEMO_DIR)],
+                              tmp_path)
+    encoder = SplareEncoder.from_pretrained(out, device="cpu")
+    assert len(LatentDocumentFrequency.load(out).df) == encoder.head.width
+    assert encoder.encode(["bees pollinate flowers"], "query")[0].nnz > 0
+
+
+def test_a_given_splare_ft_model_is_checked_against_the_recipe(tiny_model, tmp_path):
+    """--splare-ft-model (e.g. the default model): evaluated instead of a trained splare-ft only when
+    its train_report.json shows the run's recipe and it holds the base model's SAE."""
+    import argparse
+    import json
+    import shutil
+
+    svs = _bench()
+    args = argparse.Namespace(lr=2e-4, vocab_lr=5e-5, steps=200, batch_size=8, seed=0, vocab_train_top_k=True,
+                              temperature=10.0, doc_max_length=96, lora_rank=16, loss="infonce", negatives=1,
+                              case_augmentation=0.5, base_model=tiny_model)
+    remedy = "leave --splare-ft-model out"
+    given = tmp_path / "given"
+    shutil.copytree(tiny_model, given)
+    with pytest.raises(SystemExit, match="no train_report.json"):
+        svs.trained_with_recipe("splare", args, given, remedy=remedy)
+    config = {"max_steps": 200, "batch_size": 8, "lr": 2e-4, "seed": 0, "train_top_k": False, "temperature": 10.0,
+              "doc_max_length": 96, "lora_rank": 16, "loss": "infonce", "negatives": 1, "case_augmentation": 0.5}
+    (given / "train_report.json").write_text(json.dumps({"config": config, "seconds_total": 1521.0}))
+    assert svs.trained_with_recipe("splare", args, given, remedy=remedy) == 1521.0
+    args.lr = 5e-4
+    with pytest.raises(SystemExit, match=r"another recipe \({'lr'.*leave --splare-ft-model out"):
+        svs.trained_with_recipe("splare", args, given, remedy=remedy)
+    args.lr = 2e-4
+    other = _other_sae_copy(given, tmp_path / "other")
+    with pytest.raises(SystemExit, match="another SAE.*leave --splare-ft-model out"):
+        svs.trained_with_recipe("splare", args, other, remedy=remedy)

@@ -315,7 +315,8 @@ class SeismicSearchIndex:
             raise ConfigError(f"{self.index_dir} is not a complete Seismic index of splare-lucene (missing "
                               f"{missing or 'its seismic record in splare_index.json'}); rebuild it with "
                               "`splare-lucene index --backend seismic ... --overwrite`")
-        check_index_matches(self.index_dir, self.encoder.config.index_signature(), self.encoder.fingerprint)
+        check_index_matches(self.index_dir, self.encoder.config.index_signature(), self.encoder.fingerprint,
+                            getattr(self.encoder, "document_fingerprint", None))
         self.index = getattr(seismic, record["index_class"]).load(str(self.index_dir / INDEX_FILE))
         tokens = json.loads((self.index_dir / COMPONENTS_FILE).read_text(encoding="utf-8"))
         self.components: dict[str, str] = {t: str(i) for i, t in enumerate(tokens)}

@@ -293,7 +293,11 @@ def make_job(encoder, source: str, *, model_name: str = "", shard: ShardSpec = S
                        shard_id=shard.shard_id, part_size=part_size, allow_empty=allow_empty,
                        # the latent count, so that `index --jsonl` can refuse tokens beyond it
                        extra=({"width": int(encoder.d_sae)} if isinstance(getattr(encoder, "d_sae", None), int)
-                              else {}) | dict(extra or {}),
+                              else {})
+                       # what an index checks a query encoder's document side against
+                       | ({"document_fingerprint": encoder.document_fingerprint}
+                          if getattr(encoder, "document_fingerprint", None) else {})
+                       | dict(extra or {}),
                        runtime={"batch_size": batch_size, "device": str(getattr(encoder, "device", "")),
                                 "dtype": dtype})
 
