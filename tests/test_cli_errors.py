@@ -107,7 +107,10 @@ def test_search_k_zero_or_negative_is_an_argument_error_not_a_java_traceback(val
     with pytest.raises(SystemExit) as exit_info:
         main(["search", "--index", "idx", "--query", "moon", "--k", value])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().endswith(f"argument --k: must be a positive integer (at most 2147483647), got {value}")
+    # one line: what is wrong and where the help is, without argparse's usage block before it
+    assert capsys.readouterr().err.splitlines() == [
+        f"splare-lucene search: error: argument --k: must be a positive integer (at most 2147483647), got "
+        f"{value} (see `splare-lucene search --help`)"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -38,8 +38,16 @@ COMMANDS = {
 }
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse with a one-line refusal: ``PROG: error: MESSAGE (see `PROG --help`)`` and exit
+    status 2, instead of the whole usage block before the line that says what is wrong."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="splare-lucene",
         description="SPLARE (sparse-autoencoder latent) retrieval with Lucene/Anserini.",
         epilog=f"A failure prints one line, `splare-lucene COMMAND: error: ...` (exit status 1; 2 "
