@@ -112,7 +112,9 @@ def directory_size(path: str | os.PathLike) -> int:
 
 
 def index_key(encoder, corpus_key: str) -> str | None:
-    """What an index is reused for: this model (fingerprint), quantization and corpus.
+    """What an index is reused for: this model's document side (its document fingerprint:
+    :func:`splare_lucene.encoder.model_fingerprints`), quantization and corpus. Copies of a model
+    that differ only on the query side (query top-k, idf weighting) share the key, hence the index.
 
     None when the model has no fingerprint (built in memory): its index is never reused.
     """
@@ -121,13 +123,22 @@ def index_key(encoder, corpus_key: str) -> str | None:
 
     if not encoder.fingerprint:
         return None
-    payload = {"model": encoder.fingerprint, "signature": encoder.config.index_signature(), "corpus": corpus_key}
+    document = getattr(encoder, "document_fingerprint", None)
+    model = {"document": document} if document else encoder.fingerprint
+    payload = {"model": model, "signature": encoder.config.index_signature(), "corpus": corpus_key}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _built_by(meta: dict | None, encoder, corpus_key: str) -> bool:
-    return bool(meta) and meta.get("model_fingerprint") == encoder.fingerprint \
-        and meta.get("signature") == encoder.config.index_signature() and meta.get("corpus_key") == corpus_key
+    """Whether ``meta`` (an index's ``splare_index.json`` or an encoding's summary extra) is of this
+    corpus, quantization and document side (the document fingerprint; the model fingerprint for
+    metadata written before the document fingerprint existed)."""
+    if not meta or meta.get("signature") != encoder.config.index_signature() or meta.get("corpus_key") != corpus_key:
+        return False
+    document = getattr(encoder, "document_fingerprint", None)
+    if document and meta.get("document_fingerprint"):
+        return meta["document_fingerprint"] == document
+    return meta.get("model_fingerprint") == encoder.fingerprint
 
 
 def _same_backend(meta: dict | None, backend: str, options: dict | None) -> bool:
@@ -168,7 +179,7 @@ def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int =
     meta = read_index_meta(index_dir) if index_dir.is_dir() else None
     if reuse and key and _built_by(meta, encoder, collection.corpus_key) \
             and _same_backend(meta, backend, backend_options):
-        logger.info("reusing %s (same model, quantization and corpus)", index_dir)
+        logger.info("reusing %s (same model document side, quantization and corpus)", index_dir)
         return index_dir, meta, True
     if key is None:
         logger.warning("the model has no fingerprint (not loaded from a directory): indexing %s anew",

@@ -307,3 +307,35 @@ def test_rerun_after_a_corpus_error_before_the_first_part_starts_over(encoder, t
     bad.write_bytes(b"".join(lines[:-1]))  # a changed corpus over finished parts: refused
     with pytest.raises(ConfigError, match="--overwrite"):
         _encode(encoder, out, corpus=bad)
+
+
+def test_a_query_side_copy_resumes_the_encoding_and_reuses_the_index(tiny_model, tmp_path, monkeypatch):
+    """configure --query-top-k changes nothing in the document vectors: the copy resumes the
+    original's encoding (same document fingerprint) and evaluate's index key is the original's."""
+    from splare_lucene.cli.main import main as cli
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.engines.parts import EncodingJob
+    from splare_lucene.pipeline import _built_by, index_key
+
+    original = SplareEncoder.from_pretrained(tiny_model, device="cpu")
+    out = tmp_path / "enc"
+    with monkeypatch.context() as m:
+        _crash_after(m, 1)
+        with pytest.raises(Crash):
+            _encode(original, out)
+    assert cli(["configure", "--model", str(tiny_model), "--output", str(tmp_path / "q"), "--query-top-k", "5"]) == 0
+    copy = SplareEncoder.from_pretrained(tmp_path / "q", device="cpu")
+    assert copy.fingerprint != original.fingerprint and copy.document_fingerprint == original.document_fingerprint
+    summary = _encode(copy, out)  # resumed, not refused
+    assert summary.documents == 35
+    assert index_key(copy, "c") == index_key(original, "c")
+    extra = summary.extra
+    assert extra["document_fingerprint"] == original.document_fingerprint
+    assert _built_by({**extra, "corpus_key": "c"}, copy, "c") and _built_by({**extra, "corpus_key": "c"}, original, "c")
+    # metadata from before the document fingerprint: the whole model must match
+    old = {k: v for k, v in extra.items() if k != "document_fingerprint"} | {"corpus_key": "c"}
+    assert _built_by(old, original, "c") != _built_by(old, copy, "c")
+    # a job from before the field compares the model fingerprint
+    job = EncodingJob.from_dict({"model": "m", "model_fingerprint": "abc", "signature": {}, "config": {},
+                                 "corpus": {}, "extra": {}})
+    assert job.document_side() == "model abc"

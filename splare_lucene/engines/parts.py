@@ -250,10 +250,20 @@ class EncodingJob:
         return cls(**{k: v for k, v in obj.items() if k in names})
 
     def compared(self) -> dict:
-        """The settings another run must share to resume or to be indexed with this one."""
+        """The settings another run must share to resume or to be indexed with this one. The model
+        enters as :meth:`document_side`: a copy that differs only on the query side writes the same
+        vectors, so it resumes (or is indexed with) the original's encoding."""
         out = {k: getattr(self, k) for k in _COMPARED}
+        out["model_fingerprint"] = self.document_side()
         out["corpus"] = _corpus_key(self.corpus)
         return out
+
+    def document_side(self) -> str:
+        """What the job's vectors depend on: the model's document fingerprint
+        (:func:`splare_lucene.encoder.model_fingerprints`) when the job records one, else (a job
+        written before it existed) the model fingerprint."""
+        document = self.extra.get("document_fingerprint")
+        return f"document {document}" if document else f"model {self.model_fingerprint}"
 
     def differences(self, other: "EncodingJob", keys: Sequence[str] = _COMPARED) -> list[str]:
         """Human-readable ``name: other vs self`` for each compared setting that differs."""
@@ -263,7 +273,8 @@ class EncodingJob:
             if mine[key] != theirs[key]:
                 a, b = theirs[key], mine[key]
                 if key == "model_fingerprint":
-                    out.append(f"model: {other.model!r} (fingerprint {a}) vs {self.model!r} (fingerprint {b})")
+                    out.append(f"model: {other.model!r} (fingerprint {other.model_fingerprint}) vs "
+                               f"{self.model!r} (fingerprint {self.model_fingerprint})")
                 elif key == "corpus":
                     out.append(f"corpus: {other.corpus.get('path') or other.corpus.get('dataset')} "
                                f"({_short(a)}) vs {self.corpus.get('path') or self.corpus.get('dataset')} "
