@@ -75,7 +75,9 @@ def trained_with_recipe(kind: str, args, out: Path, *, remedy: str = "remove it 
               "train_top_k": kind == "vocab" and args.vocab_train_top_k,
               "temperature": args.temperature, "doc_max_length": args.doc_max_length,
               "lora_rank": args.lora_rank, "loss": args.loss, "negatives": args.negatives,
-              "case_augmentation": args.case_augmentation}
+              "case_augmentation": args.case_augmentation,
+              # what train_model passes as fixed values
+              "lora_alpha": 2 * args.lora_rank, "query_max_length": 32, "flops_query": 1e-4, "flops_doc": 1e-4}
     legacy = {"case_augmentation": 0.0}  # reports written before the setting existed: off
     differs = {k: (cfg.get(k, legacy.get(k)), v) for k, v in wanted.items() if cfg.get(k, legacy.get(k)) != v}
     if differs:
@@ -134,6 +136,10 @@ def configured(name: str, model: Path, settings: list[str], work: Path) -> Path:
         return model
     target, stamp_path = work / f"{name}-configured", work / f"{name}-configured.json"
     stamp = {"model_fingerprint": model_fingerprint(model, config), "settings": settings}
+    if corpus is not None:  # the corpus itself (path, size, first and last MiB), not how it was spelt
+        from splare_lucene.engines.parts import corpus_identity
+
+        stamp["idf_corpus"] = corpus_identity(corpus)
     if (corpus is not None and (target / "splare_config.json").is_file() and stamp_path.is_file()
             and json.loads(stamp_path.read_text()) == stamp):
         return target
@@ -154,7 +160,10 @@ def holds_counts(model: Path, corpus: str, max_docs: int | None) -> bool:
     if not (model / LATENT_DF_NAME).is_file():
         return False
     counts = LatentDocumentFrequency.load(model)
-    if not counts.source or Path(counts.source).resolve() != Path(corpus).resolve():
+    # the source as `configure` was given it: relative to where it ran (the repository, for the
+    # default model's build/dev/squad-dev-1000) or absolute
+    sources = {Path(counts.source).resolve(), (REPO / counts.source).resolve()} if counts.source else set()
+    if Path(corpus).resolve() not in sources:
         return False
     return counts.documents == sum(1 for _ in itertools.islice(read_documents(str(corpus)), max_docs))
 

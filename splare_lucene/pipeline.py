@@ -158,8 +158,8 @@ def ensure_index(encoder, collection, root: str | os.PathLike, *, threads: int =
                  backend_options: dict | None = None) -> tuple[Path, dict, bool]:
     """The impact index of ``collection``'s corpus under ``root/index-<key>`` (``root/seismic-<key>``
     for ``backend="seismic"``, built with ``backend_options``): reused when its
-    ``splare_index.json`` names the same model fingerprint, quantization, corpus, backend and
-    build options; else built,
+    ``splare_index.json`` names the same document side of the model (:func:`index_key`),
+    quantization, corpus, backend and build options; else built,
     from ``root/jsonl-<key>`` when that holds the complete encoding of the same, else by encoding
     into ``root/jsonl-<key>`` (resumed after an interruption; removed after indexing unless
     ``keep_jsonl``).
@@ -239,8 +239,10 @@ def evaluate_collection(encoder, collection, work_dir: str | os.PathLike, *, spl
     (see :func:`~splare_lucene.collections.load_topics`); ``topics`` passes both, loaded.
 
     The index lives in ``index_root`` (default ``work_dir``) under ``index-<key>``, the key being
-    the model fingerprint, quantization signature and corpus identity (:func:`ensure_index`); an
-    index of another model or quantization is never used. The run goes to ``work_dir/run.trec``.
+    the model's document fingerprint, quantization signature and corpus identity
+    (:func:`index_key`, :func:`ensure_index`); an index of another model's document side or of
+    another quantization is never used (a copy that differs only in query settings uses the
+    original's). The run goes to ``work_dir/run.trec``.
     ``backend`` (:data:`splare_lucene.backends.BACKENDS`) builds and searches the index, with
     ``backend_options`` (build) and ``search_options`` (search) of that backend.
     """

@@ -336,6 +336,14 @@ def test_a_query_side_copy_resumes_the_encoding_and_reuses_the_index(tiny_model,
     old = {k: v for k, v in extra.items() if k != "document_fingerprint"} | {"corpus_key": "c"}
     assert _built_by(old, original, "c") != _built_by(old, copy, "c")
     # a job from before the field compares the model fingerprint
-    job = EncodingJob.from_dict({"model": "m", "model_fingerprint": "abc", "signature": {}, "config": {},
-                                 "corpus": {}, "extra": {}})
-    assert job.document_side() == "model abc"
+    def job(fingerprint, document=None):
+        return EncodingJob.from_dict({"model": "m", "model_fingerprint": fingerprint, "signature": {}, "config": {},
+                                      "corpus": {}, "extra": {"document_fingerprint": document} if document else {}})
+
+    # both record a document fingerprint: it decides; otherwise (a job from before the field, or
+    # from a driver that does not record it) the model fingerprints do
+    assert job("a", "d").same_model(job("b", "d")) and not job("a", "d").same_model(job("a", "e"))
+    assert job("a", "d").same_model(job("a")) and job("a").same_model(job("a", "d"))
+    assert not job("a", "d").same_model(job("b"))
+    assert job("a", "d").differences(job("b")) == ["model: 'm' vs 'm' (fingerprint b vs a)"]
+    assert job("a", "d").differences(job("a", "e")) == ["model: 'm' vs 'm' (document fingerprint e vs d)"]

@@ -54,7 +54,8 @@ def test_a_trained_model_is_reused_only_with_the_same_case_augmentation(tiny_mod
                               temperature=10.0, doc_max_length=96, lora_rank=16, loss="infonce", negatives=1,
                               case_augmentation=0.0, base_model=tiny_model)
     config = {"max_steps": 200, "batch_size": 8, "lr": 5e-4, "seed": 0, "train_top_k": False, "temperature": 10.0,
-              "doc_max_length": 96, "lora_rank": 16, "loss": "infonce", "negatives": 1}  # before the setting
+              "doc_max_length": 96, "lora_rank": 16, "loss": "infonce", "negatives": 1,
+              "lora_alpha": 32, "query_max_length": 32, "flops_query": 1e-4, "flops_doc": 1e-4}  # before the setting
     out = tmp_path / "splare-ft"
     shutil.copytree(tiny_model, out)  # a trained SPLARE model holds its base's SAE
     (out / "train_report.json").write_text(json.dumps({"config": config, "seconds_this_run": 12.0}))
@@ -165,13 +166,18 @@ def test_a_given_splare_ft_model_is_checked_against_the_recipe(tiny_model, tmp_p
     with pytest.raises(SystemExit, match="no train_report.json"):
         svs.trained_with_recipe("splare", args, given, remedy=remedy)
     config = {"max_steps": 200, "batch_size": 8, "lr": 2e-4, "seed": 0, "train_top_k": False, "temperature": 10.0,
-              "doc_max_length": 96, "lora_rank": 16, "loss": "infonce", "negatives": 1, "case_augmentation": 0.5}
+              "doc_max_length": 96, "lora_rank": 16, "loss": "infonce", "negatives": 1, "case_augmentation": 0.5,
+              "lora_alpha": 32, "query_max_length": 32, "flops_query": 1e-4, "flops_doc": 1e-4}
     (given / "train_report.json").write_text(json.dumps({"config": config, "seconds_total": 1521.0}))
     assert svs.trained_with_recipe("splare", args, given, remedy=remedy) == 1521.0
     args.lr = 5e-4
     with pytest.raises(SystemExit, match=r"another recipe \({'lr'.*leave --splare-ft-model out"):
         svs.trained_with_recipe("splare", args, given, remedy=remedy)
     args.lr = 2e-4
+    (given / "train_report.json").write_text(json.dumps({"config": {**config, "flops_doc": 1e-3}}))
+    with pytest.raises(SystemExit, match="flops_doc"):  # a fixed value of the recipe differs
+        svs.trained_with_recipe("splare", args, given, remedy=remedy)
+    (given / "train_report.json").write_text(json.dumps({"config": config, "seconds_total": 1521.0}))
     other = _other_sae_copy(given, tmp_path / "other")
     with pytest.raises(SystemExit, match="another SAE.*leave --splare-ft-model out"):
         svs.trained_with_recipe("splare", args, other, remedy=remedy)

@@ -21,8 +21,9 @@ Layout of an output directory (shards of one job may share a directory, or use o
 Write protocol (nothing half-written is ever taken for done):
 
 1. :meth:`PartsDir.prepare` (the job's driver, once): writes the manifest with ``"status":
-   "encoding"`` (or checks that the existing one describes the same job: same model fingerprint,
-   quantization signature, corpus identity and settings), and reads the done-markers.
+   "encoding"`` (or checks that the existing one describes the same job: same model (document
+   fingerprint: :meth:`EncodingJob.same_model`), quantization signature, corpus identity and
+   settings), and reads the done-markers.
 2. :meth:`PartsDir.write_part` (any worker, concurrently, one call per part): writes the part to
    ``.work/<name>.tmp-<pid>-<random>``, fsyncs, renames it into ``OUT``; then writes the part's
    done-marker the same way. Workers never touch a shared file: a part is done iff its marker
@@ -214,8 +215,9 @@ class EncodingJob:
 
     ``model_fingerprint`` is None for a model built in memory (no directory): such a job never
     resumes (its output directory is refused unless ``--overwrite``). ``extra`` (e.g. the
-    ``corpus_key`` of ``evaluate``) and ``runtime`` (batch size, device, dtype) are recorded but not
-    compared: a different runtime only warns, because it can move a float weight in its last bits
+    ``corpus_key`` of ``evaluate``; its ``document_fingerprint`` stands in for the model fingerprint
+    when both jobs have one: :meth:`same_model`) and ``runtime`` (batch size, device, dtype) are
+    recorded but not compared: a different runtime only warns, because it can move a float weight in its last bits
     (rarely an impact by 1) between parts encoded before and after the change.
     """
 
@@ -250,32 +252,38 @@ class EncodingJob:
         return cls(**{k: v for k, v in obj.items() if k in names})
 
     def compared(self) -> dict:
-        """The settings another run must share to resume or to be indexed with this one. The model
-        enters as :meth:`document_side`: a copy that differs only on the query side writes the same
-        vectors, so it resumes (or is indexed with) the original's encoding."""
+        """The settings another run must share to resume or to be indexed with this one (the
+        model as :meth:`same_model` compares it)."""
         out = {k: getattr(self, k) for k in _COMPARED}
-        out["model_fingerprint"] = self.document_side()
         out["corpus"] = _corpus_key(self.corpus)
         return out
 
-    def document_side(self) -> str:
-        """What the job's vectors depend on: the model's document fingerprint
-        (:func:`splare_lucene.encoder.model_fingerprints`) when the job records one, else (a job
-        written before it existed) the model fingerprint."""
-        document = self.extra.get("document_fingerprint")
-        return f"document {document}" if document else f"model {self.model_fingerprint}"
+    def same_model(self, other: "EncodingJob") -> bool:
+        """Whether ``other``'s model writes this job's vectors: the same document fingerprint
+        (:func:`splare_lucene.encoder.model_fingerprints`; a copy that differs only on the query
+        side writes the same vectors, so it resumes or is indexed with the original's encoding)
+        when both jobs record one, else (a job written before it existed, or by a driver that does
+        not record it) the same model fingerprint."""
+        mine, theirs = self.extra.get("document_fingerprint"), other.extra.get("document_fingerprint")
+        if mine and theirs:
+            return mine == theirs
+        return self.model_fingerprint == other.model_fingerprint
 
     def differences(self, other: "EncodingJob", keys: Sequence[str] = _COMPARED) -> list[str]:
         """Human-readable ``name: other vs self`` for each compared setting that differs."""
         mine, theirs = self.compared(), other.compared()
         out = []
         for key in keys:
-            if mine[key] != theirs[key]:
+            if key == "model_fingerprint":
+                if not self.same_model(other):
+                    both = self.extra.get("document_fingerprint") and other.extra.get("document_fingerprint")
+                    what = (f"document fingerprint {other.extra['document_fingerprint']} vs "
+                            f"{self.extra['document_fingerprint']}" if both else
+                            f"fingerprint {other.model_fingerprint} vs {self.model_fingerprint}")
+                    out.append(f"model: {other.model!r} vs {self.model!r} ({what})")
+            elif mine[key] != theirs[key]:
                 a, b = theirs[key], mine[key]
-                if key == "model_fingerprint":
-                    out.append(f"model: {other.model!r} (fingerprint {other.model_fingerprint}) vs "
-                               f"{self.model!r} (fingerprint {self.model_fingerprint})")
-                elif key == "corpus":
+                if key == "corpus":
                     out.append(f"corpus: {other.corpus.get('path') or other.corpus.get('dataset')} "
                                f"({_short(a)}) vs {self.corpus.get('path') or self.corpus.get('dataset')} "
                                f"({_short(b)})")
@@ -803,7 +811,7 @@ def read_outputs(directories: Sequence[str | os.PathLike], *, verify: bool = Tru
     """Check and merge encode outputs for indexing.
 
     Every directory must hold complete shards (manifest ``"status": "complete"``) of one job set:
-    same model fingerprint, quantization signature, corpus, ``num_shards`` and ``allow_empty``;
+    same model (:meth:`EncodingJob.same_model`), quantization signature, corpus, ``num_shards`` and ``allow_empty``;
     every shard ``0..num_shards-1`` exactly once. ``verify`` checks every part file's size and
     sha256 against the manifest. A directory without manifests (an older ``encode`` output, or
     JsonVectorCollection files from elsewhere) is accepted on its own, its ``*.jsonl(.gz)`` files

@@ -124,11 +124,11 @@ class _ModelInfo:
 
     def __init__(self, model: str, device: str, dtype: str):
         from ..config import SplareConfig
-        from ..encoder import model_fingerprint, resolve_model_dir
+        from ..encoder import model_fingerprints, resolve_model_dir
 
         self.model_dir = resolve_model_dir(model)
         self.config = SplareConfig.load(self.model_dir)
-        self.fingerprint = model_fingerprint(self.model_dir, self.config)
+        self.fingerprint, self.document_fingerprint = model_fingerprints(self.model_dir, self.config)
         self.device = device
         self.backbone = self._Backbone(dtype)
 
