@@ -23,6 +23,10 @@ TEXT_NORMALIZATIONS = ("none", "lowercase")
 # fingerprint while they hold it, so that a model saved before the field existed keeps its
 # fingerprint (its encoded outputs, indexes and latent labels stay valid).
 _LEGACY_DEFAULTS = {"text_normalization": "none", "query_idf_power": 0.0}
+# SplareConfig fields that change only the query vectors (everything else changes the documents'):
+# what the document fingerprint leaves out (splare_lucene.encoder.model_fingerprints) and what
+# `configure` may change without recounting query idf (splare_lucene.reconfigure)
+QUERY_SIDE_FIELDS = ("query", "query_idf_power")
 
 
 def normalize_text(text: str, normalization: str) -> str:

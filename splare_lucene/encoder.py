@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from .config import CONFIG_NAME, SplareConfig
+from .config import CONFIG_NAME, QUERY_SIDE_FIELDS, SplareConfig
 from .errors import CheckpointError, ConfigError, InputError
 from .types import ImpactVector, SparseVector
 
@@ -53,10 +53,6 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
                               "check the id and your network, or pass a local model directory") from exc
 
 
-# config fields that change only the query vectors: left out of the document fingerprint
-QUERY_SIDE_FIELDS = ("query", "query_idf_power")
-
-
 def model_fingerprints(model_dir: Path, config: SplareConfig) -> tuple[str, str]:
     """(model fingerprint, document fingerprint): short hashes of the config and weight files.
 
@@ -65,8 +61,8 @@ def model_fingerprints(model_dir: Path, config: SplareConfig) -> tuple[str, str]
     that hold their legacy value (``text_normalization="none"``), so models saved before those
     fields existed keep their fingerprint; with ``query_idf_power`` > 0 the idf counts enter too.
     The document fingerprint hashes what makes the document vectors only: the same weights and
-    config without :data:`QUERY_SIDE_FIELDS` (query top-k, length and prefix, idf weighting and its
-    counts). Two models with the same document fingerprint write the same index, so a copy that
+    config without :data:`splare_lucene.config.QUERY_SIDE_FIELDS` (query top-k, length and
+    prefix, idf weighting and its counts). Two models with the same document fingerprint write the same index, so a copy that
     differs only on the query side (``configure --query-top-k``, ``--query-idf-power``) searches
     an index the other built. Each weight file is read once for both."""
     config_dict = config.fingerprint_dict()

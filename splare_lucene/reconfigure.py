@@ -22,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .config import SplareConfig
+from .config import QUERY_SIDE_FIELDS, SplareConfig
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ SETTINGS = {
     "query_idf_power": (None, "query_idf_power"),
 }
 # settings that change the document vectors, hence the latent document frequencies (latent_df.json)
-_DOCUMENT_SIDE = ("doc_top_k", "doc_max_length", "quantization_scale", "text_normalization")
+_DOCUMENT_SIDE = tuple(key for key, (side, field) in SETTINGS.items() if (side or field) not in QUERY_SIDE_FIELDS)
 
 
 def setting(config: SplareConfig, key: str):
