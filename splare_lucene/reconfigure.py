@@ -157,7 +157,7 @@ def reconfigure(model: str | os.PathLike, output: str | os.PathLike, *, overwrit
             del encoder
         new.save(tmp)
         if new.query_idf_power:  # refuses counts that do not fit, before the copy is installed
-            LatentDocumentFrequency.load(tmp).check_fits(new, _width(tmp, new), str(target))
+            LatentDocumentFrequency.load(tmp).check_fits(new, model_width(tmp, new), str(target))
         labels = load_latent_labels(tmp)  # None when the model has none
         if labels is not None:
             if new.text_normalization == old.text_normalization:
@@ -197,9 +197,9 @@ def _case_augmentation(model_dir: Path) -> float:
     return float(report.get("config", {}).get("case_augmentation") or 0.0)
 
 
-def _width(model_dir: Path, config: SplareConfig) -> int | None:
+def model_width(model_dir: Path, config: SplareConfig) -> int | None:
     """The model's vector width (SAE latents) from its SAE config, without loading weights; None
-    for a vocabulary-head model (checked when it loads)."""
+    for a vocabulary-head model (its width is the tokenizer's, known once it loads)."""
     from .sae.config import SAEConfig
     from .sae.formats import NATIVE_CONFIG
 

@@ -168,3 +168,17 @@ def test_configure_warns_about_the_query_top_k_as_assemble_does(tiny_backbone, t
         else:
             assert len(messages) == 1 and f"query top-k is {warned}" in messages[0]
             assert "Pass --query-top-k to cut queries: 40 is the paper's" in messages[0]
+
+
+def test_configure_a_vocabulary_twin(tiny_backbone, tmp_path, caplog):
+    """A vocabulary-head model has no SAE folder: configure --query-top-k still works (the
+    clause-limit warning cannot know the width before the model loads, so it speaks up)."""
+    import logging
+
+    from splare_lucene.encoder import SplareEncoder
+
+    twin = tmp_path / "twin"
+    SplareEncoder.vocabulary(str(tiny_backbone), device="cpu").save_pretrained(twin)
+    with caplog.at_level(logging.WARNING):
+        assert cli(["configure", "--model", str(twin), "--output", str(tmp_path / "q"), "--query-top-k", "2000"]) == 0
+    assert SplareConfig.load(tmp_path / "q").query.top_k == 2000 and "above Lucene's default limit" in caplog.text

@@ -38,16 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..encoder import model_fingerprint
-    from ..reconfigure import SETTINGS, reconfigure, setting
-    from ..sae.config import SAEConfig
-    from ..sae.formats import NATIVE_CONFIG
+    from ..reconfigure import SETTINGS, model_width, reconfigure, setting
 
     changes = {key: getattr(args, key) for key in SETTINGS}
     out, old, new = reconfigure(args.model, args.output, overwrite=args.overwrite,
                                 idf_corpus=args.query_idf_corpus, idf_max_docs=args.query_idf_max_docs,
                                 device=args.device, batch_size=args.batch_size, **changes)
     if args.query_top_k is not None:  # as `assemble` does: 0 or > 1,024 query terms is Lucene's limit
-        warn_query_top_k(args.query_top_k, SAEConfig.load(out / new.sae / NATIVE_CONFIG).d_sae)
+        warn_query_top_k(args.query_top_k, model_width(out, new))
     diff = [f"{key} {setting(old, key)} -> {setting(new, key)}" for key in SETTINGS
             if setting(old, key) != setting(new, key)]
     if args.query_idf_corpus:
