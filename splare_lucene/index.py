@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError, IndexMismatchError, SplareError
+from .outputs import umask_mode
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], ind
                                                      progress=progress)
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=index_dir.name + ".", dir=index_dir.parent))
+    umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
     staging = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.input-", dir=index_dir.parent))
     try:
         _stage(outputs.files, staging)

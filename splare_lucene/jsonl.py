@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import InputError
+from .outputs import umask_mode
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class JsonVectorWriter:
     def __enter__(self) -> "JsonVectorWriter":
         self.output_dir.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=self.output_dir.name + ".", dir=self.output_dir.parent))
+        umask_mode(self._tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
         self._files = [gzip.open(self._tmp / SHARD_PATTERN.format(i), "wt", encoding="utf-8", compresslevel=1)
                        for i in range(self.num_shards)]
         return self

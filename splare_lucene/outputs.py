@@ -289,11 +289,31 @@ def staged_dir(target: PathLike, kinds: Sequence[str], *, what: str = "--output"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> what mkdir would give the finished directory
         yield tmp
         install_dir(tmp, target, kinds, what=what)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def umask_mode(path: PathLike, mode: int) -> None:
+    """Give ``path`` the permissions a plain ``open``/``mkdir`` would have (``mode`` less the
+    umask; 0o666 for a file, 0o777 for a directory): ``mkstemp``/``mkdtemp`` create owner-only
+    files and directories, and outputs (models, indexes, runs) and caches shared between users
+    must stay readable by them. The umask is read from ``/proc/self/status`` where Linux has it;
+    elsewhere it is set and restored, which briefly changes it process-wide."""
+    umask = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    if umask is None:
+        umask = os.umask(0)
+        os.umask(umask)
+    os.chmod(path, mode & ~umask)
 
 
 def temp_path_beside(path: PathLike) -> Path:
@@ -303,4 +323,5 @@ def temp_path_beside(path: PathLike) -> Path:
     p = Path(path)
     fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
+    umask_mode(name, 0o666)  # the finished file replaces `path`: mkstemp's 0600 would make it private
     return Path(name)

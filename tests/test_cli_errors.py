@@ -118,6 +118,8 @@ def test_search_k_zero_or_negative_is_an_argument_error_not_a_java_traceback(val
      "argument --shard-id: must be in [0, 1] for --num-shards 2, got 2"),
     (["train-sae", "--layer", "1", "--corpus", "c", "--output", "o", "--d-sae", "64", "--k", "65"],
      "argument --k: must be at most --d-sae (64), got 65"),
+    (["search", "--index", "idx", "--queries", "q.tsv"],
+     "argument --queries: needs --output RUN_FILE"),
 ])
 def test_options_that_must_fit_together_are_checked_before_running(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -535,3 +537,57 @@ print("never interrupted")
         assert (proc.returncode, proc.stdout.strip()) == (130, "KeyboardInterrupt"), proc.stderr
     else:
         assert proc.returncode == -15, proc.stderr  # Python's default for SIGTERM: killed by it
+
+
+# -- found by a newcomer check (2026-12-03) --------------------------------------------------------
+
+
+def test_unrecognized_arguments_are_refused_by_the_command_with_where_a_model_setting_belongs(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--index", "idx", "--query", "moon", "--query-top-k", "5"])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("splare-lucene search: error: unrecognized arguments: --query-top-k 5; "
+                           "--query-top-k is a setting of the model")
+    assert "splare-lucene configure --model M --output DIR --query-top-k" in line
+    assert line.endswith("(see `splare-lucene search --help`)")
+
+
+def test_other_unrecognized_arguments_name_the_command_without_a_hint(capsys):
+    with pytest.raises(SystemExit):
+        main(["search", "--index", "idx", "--query", "moon", "--bogus"])
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == ("splare-lucene search: error: unrecognized arguments: --bogus "
+                    "(see `splare-lucene search --help`)")
+
+
+def test_an_error_message_with_line_breaks_is_printed_as_one_line():
+    import io
+
+    stream = io.StringIO()
+    assert failures.report(InputError("not a model\n  on the hub:\nfoo/bar\n"), "search", stream=stream) == 1
+    assert stream.getvalue() == "splare-lucene search: error: not a model on the hub: foo/bar\n"
+
+
+def test_sigterm_runs_the_commands_cleanup_and_exits_143(tmp_path, monkeypatch, capsys):
+    """`timeout`, `docker stop` and schedulers send SIGTERM: the staged output directory is removed
+    as on Ctrl-C, instead of a hidden .NAME.*.tmp directory left for good."""
+    import signal
+    import time
+
+    from splare_lucene.cli import configure
+    from splare_lucene.outputs import staged_dir
+
+    def run(args):
+        with staged_dir(tmp_path / "out", ["model"]) as tmp:
+            (tmp / "weights.bin").write_bytes(b"x" * 100)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises in this frame long before
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(configure, "run", run)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["configure", "--model", "default", "--output", str(tmp_path / "out")]) == 143
+    assert capsys.readouterr().err.strip() == "terminated (SIGTERM)"
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its staging directory
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is only there while a command runs

@@ -183,9 +183,11 @@ def test_search_explain_adds_a_line_per_hit(tiny_model, built, capsys):
 
 
 def test_search_explain_needs_one_query(tiny_model, tmp_path, capsys):
-    assert cli(["search", "--model", str(tiny_model), "--index", str(tmp_path), "--queries", "q.tsv",
-                "--output", str(tmp_path / "run"), "--explain"]) == 1
-    assert "--explain applies to one --query" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing, before the model loads
+        cli(["search", "--model", str(tiny_model), "--index", str(tmp_path), "--queries", "q.tsv",
+             "--output", str(tmp_path / "run"), "--explain"])
+    assert exit_info.value.code == 2
+    assert "argument --explain: applies to one --query" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["explain", "label-latents"])

@@ -348,3 +348,41 @@ def test_index_overwrite_replaces_its_own_index(tmp_path, tiny_model, capsys):
                       "--device", "cpu"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "enc", "idx"]  # no temp or work dirs
+
+
+def test_outputs_get_the_mode_mkdir_and_open_would_give(tmp_path, tiny_model):
+    """mkdtemp/mkstemp make owner-only (0700/0600) directories and files; outputs built in them
+    (a trained model, an encode, a run file) must not stay private where the umask says otherwise
+    (a newcomer found `train`'s model directory at 0700)."""
+    from splare_lucene import ranking
+    from splare_lucene.encoder import SplareEncoder
+    from splare_lucene.jsonl import JsonVectorWriter
+    from splare_lucene.outputs import staged_dir
+    from splare_lucene.types import ScoredDoc
+
+    old = os.umask(0o022)
+    try:
+        with staged_dir(tmp_path / "staged", ["model"]) as tmp:
+            (tmp / "x").write_text("x")
+        SplareEncoder.from_pretrained(tiny_model, device="cpu").save_pretrained(tmp_path / "model")
+        with JsonVectorWriter(tmp_path / "enc") as writer:
+            writer.write("a", "a", {"f1": 1})
+        ranking.write_trec_run({"q1": [ScoredDoc("q1", "d1", 1.0, 1)]}, tmp_path / "run.trec")
+    finally:
+        os.umask(old)
+    for name in ("staged", "model", "enc"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o755, name
+    assert (tmp_path / "run.trec").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("content", [None, ""], ids=["missing", "empty"])
+def test_search_reads_its_queries_before_the_model_loads(tmp_path, capsys, no_model, content):
+    """A newcomer waited 16 s of model loading to learn that the queries file did not exist."""
+    queries = tmp_path / "queries.tsv"
+    if content is not None:
+        queries.write_text(content)
+    code, err = _cli(["search", "--index", tmp_path / "index", "--queries", queries,
+                      "--output", tmp_path / "run.trec"], capsys)
+    assert code == 1
+    assert str(queries) in err and "error:" in err
+    assert not (tmp_path / "run.trec").exists()

@@ -442,3 +442,28 @@ def test_cli_evaluate_folder_refuses_bad_files_before_loading_the_model(tmp_path
     code = main(["evaluate", "--collection", str(folder), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 1 and message in err and "Traceback" not in err
+
+
+def test_an_empty_training_file_is_named_with_what_a_line_holds(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text("")
+    with pytest.raises(InputError, match=r"train.jsonl: no training examples: the file has no lines; give one "
+                                         r"JSON object per line with 'query', 'positive' and 'negatives'"):
+        load_examples(str(path), 1)
+
+
+def test_negatives_left_unused_are_reported(tmp_path, caplog):
+    """A distill-data file holds 8 scored negatives per query; `train --negatives 1` (the default)
+    samples one of them, which the log says, with the option that uses them all."""
+    path = tmp_path / "kl.jsonl"
+    line = {"query": "q", "positive": "p", "negatives": [f"n{i}" for i in range(8)], "scores": list(range(9))}
+    path.write_text(json.dumps(line) + "\n")
+    with caplog.at_level("WARNING", logger="splare_lucene.train.data"):
+        [example] = load_examples(str(path), 1)
+    assert len(example.docs) == 2
+    assert "hold up to 8 negatives and --negatives 1 uses 1 of them" in caplog.text
+    assert "pass --negatives 8" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="splare_lucene.train.data"):
+        load_examples(str(path), 8)
+    assert caplog.text == ""

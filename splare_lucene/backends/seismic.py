@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, InputError, SearchError
+from ..outputs import umask_mode
 from ..types import Query, ScoredDoc
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,7 @@ class SeismicBackend:
 
         index_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=index_dir.name + ".", dir=index_dir.parent))
+        umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
         try:
             components: dict[str, int] = {}
             indexed = empty = 0

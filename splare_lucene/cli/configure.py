@@ -15,7 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query-top-k", type=non_negative_int,
                    help="latents kept per query (0: every non-zero one); e.g. the cell "
                    "benchmarks/top_k_grid.py chose on a dev split")
-    p.add_argument("--doc-top-k", type=non_negative_int, help="latents kept per document (0: every one)")
+    p.add_argument("--doc-top-k", type=non_negative_int,
+                   help="latents kept per document (0: every one). Like every document-side setting, on a "
+                   "model with query idf weighting (the default) it needs the counts redone: add "
+                   "--query-idf-corpus DOCS, or --query-idf-power 0 to drop the weighting")
     p.add_argument("--query-max-length", type=positive_int, help="tokens read per query")
     p.add_argument("--doc-max-length", type=positive_int, help="tokens read per document")
     p.add_argument("--quantization-scale", type=positive_float,
@@ -23,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-normalization", choices=TEXT_NORMALIZATIONS,
                    help="how queries and documents are rewritten before tokenization (lowercase: "
                    "case-insensitive). A trained adapter read with another value than it was trained "
-                   "with sees other texts: measure it first (docs/training.md)")
+                   "with sees other texts: measure it first (docs/training.md). On a model with query idf weighting (the "
+                   "default), add --query-idf-corpus DOCS (recount) or --query-idf-power 0 (drop it)")
     p.add_argument("--query-idf-power", type=non_negative_float,
                    help="weight each query latent by idf ** POWER before quantization (0: off; the "
                    "default model: 1), idf counted over --query-idf-corpus (splare_lucene.latent_idf)")

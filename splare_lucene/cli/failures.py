@@ -85,7 +85,9 @@ def report(exc: BaseException, command: str, args: argparse.Namespace | None = N
             os.dup2(devnull, sys.stdout.fileno())
         except (OSError, ValueError, AttributeError):
             pass
-    print(f"splare-lucene {command}: error: {describe(exc, args)}", file=stream)
+    # one line, whatever the message: a library's (the hub's, Java's) may hold line breaks
+    line = " ".join(part.strip() for part in describe(exc, args).splitlines() if part.strip())
+    print(f"splare-lucene {command}: error: {line}", file=stream)
     return 1
 
 

@@ -5,14 +5,19 @@ Numbers are validated while parsing (:mod:`.options`; a command's ``check_argume
 options that depend on each other), so a bad value exits 2 before anything loads. A failure
 while running prints one line, ``splare-lucene COMMAND: error: ...``, and exits 1
 (:mod:`.failures` maps each kind of exception to its message); ``--debug`` or
-``SPLARE_LUCENE_DEBUG=1`` prints the traceback first. Ctrl-C exits 130."""
+``SPLARE_LUCENE_DEBUG=1`` prints the traceback first. Ctrl-C exits 130, SIGTERM (what ``timeout``,
+``docker stop`` and batch schedulers send) 143, both after the command's cleanup has run (a staged
+output directory removed, a training checkpoint kept)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from ..errors import ConfigError
 from .failures import DEBUG_ENV, debug_requested, report
@@ -36,6 +41,35 @@ COMMANDS = {
     "label-latents": ("label_latents", "label a model's latents: top contexts over a corpus, or a Neuronpedia import"),
     "explain": ("explain", "explain a query's latents and a document's score, latent by latent (text, json, html)"),
 }
+
+
+# Options of the model's inference settings that users pass to search or encode commands; the
+# hint of their "unrecognized arguments" refusal says where they belong.
+MODEL_SETTINGS = ("--query-top-k", "--doc-top-k", "--text-normalization", "--query-idf-power",
+                  "--query-idf-corpus", "--query-max-length", "--doc-max-length", "--quantization-scale")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt so that the same cleanup
+    runs (``except BaseException`` / ``finally`` blocks, training's interrupt checkpoint)."""
+
+
+@contextmanager
+def _sigterm_raises():
+    """While the block runs, SIGTERM raises :class:`Terminated` in the main thread instead of
+    killing the process before cleanup. Nothing is changed off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -82,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status: 0, 1 (an error, printed as one line), 2 (bad
     arguments, from argparse) or 130 (Ctrl-C)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(parser, args, unknown)  # exits 2
     try:
         debug = debug_requested(args.debug)
     except ConfigError as exc:
@@ -100,12 +136,29 @@ def main(argv: list[str] | None = None) -> int:
         except ArgumentCheckError as exc:
             command_parsers(parser)[args.command].error(str(exc))  # exits 2, as argparse's own checks
     try:
-        return module.run(args) or 0
+        with _sigterm_raises():
+            return module.run(args) or 0
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # every other failure: one line with its context (failures.py)
         return report(exc, args.command, args, debug=debug)
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]):
+    """Refuse arguments no parser took, from the command's own parser (its name and help in the
+    line) and, for a model setting given to a command that reads a model, with where it belongs."""
+    command = command_parsers(parser).get(args.command) if args.command else None
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    settings = [a.split("=", 1)[0] for a in unknown if a.split("=", 1)[0] in MODEL_SETTINGS]
+    if settings and args.command != "configure":
+        message += (f"; {settings[0]} is a setting of the model, not of `{args.command}`: make a copy "
+                    f"with it, `splare-lucene configure --model M --output DIR {settings[0]} ...`, and "
+                    "pass --model DIR")
+    (command or parser).error(message)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Checks that involve two options (run by ``main`` right after parsing)."""
+    if args.queries and not args.output:
+        raise ArgumentCheckError("argument --queries: needs --output RUN_FILE (where the TREC run goes)")
+    if args.explain and args.query is None:
+        raise ArgumentCheckError("argument --explain: applies to one --query (use `splare-lucene explain` "
+                                 "for a document)")
     check_hybrid(args)
     bm25_given = [o for o, v in (("--bm25-index", args.bm25_index), ("--corpus", args.corpus),
                                  ("--language", args.language)) if v is not None]
@@ -92,12 +97,6 @@ def _bm25_index(args) -> str:
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
-
-    if args.queries and not args.output:
-        raise ConfigError("--queries needs --output RUN_FILE")
-    if args.explain and args.query is None:
-        raise ConfigError("--explain applies to one --query (use `splare-lucene explain` for a document)")
     if args.query is not None and not args.query.strip():  # before the model loads
         from ..errors import InputError
 
@@ -111,6 +110,11 @@ def run(args) -> int:
 
         check_not_input(args.output, {"--queries": args.queries, "--index": args.index, "--model": args.model})
         check_output_file(args.output)
+    queries = None
+    if args.queries:  # read (and refused when missing, empty or malformed) before the model loads
+        from ..corpus import read_queries
+
+        queries = list(read_queries(args.queries))
     from ..backends import resolve_backend
 
     backend = resolve_backend(args.index, args.backend)  # before the model loads
@@ -150,9 +154,6 @@ def run(args) -> int:
             if args.explain:
                 print(f"     {explain_hit(encoder, index, args.query, hit.doc_id, query_vector=q_vec)}")
         return 0
-    from ..corpus import read_queries
-
-    queries = list(read_queries(args.queries))
     if bm25 is None:
         results = index.search(queries, k=args.k, threads=args.threads)
     else:

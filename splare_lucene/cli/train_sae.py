@@ -51,6 +51,7 @@ def run(args) -> int:
 
     from ..backbone import load_backbone, pick_device
     from ..corpus import read_documents
+    from ..outputs import umask_mode
     from ..sae.formats import save_native
     from ..train.sae import SAETrainConfig, save_report, train_topk_sae
 
@@ -71,6 +72,7 @@ def run(args) -> int:
     report.update(backbone=args.backbone, layer=args.layer, corpus=args.corpus)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
     try:
         save_native(sae, tmp)
         save_report(report, tmp / "train_report.json")

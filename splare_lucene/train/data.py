@@ -61,9 +61,12 @@ def _scores(value: object, path: Path, line: int) -> list[float]:
     return [float(v) for v in value]
 
 
-def _jsonl_examples(path: Path, n_negatives: int, rng: random.Random) -> Iterator[TrainExample]:
+def _jsonl_examples(path: Path, n_negatives: int, rng: random.Random,
+                    most_negatives: list[int] | None = None) -> Iterator[TrainExample]:
     """Examples from a JSONL file, read by :func:`splare_lucene.textio.iter_jsonl` (gzip, strict
-    UTF-8, BOM and CR dropped); every error names the file and line."""
+    UTF-8, BOM and CR dropped); every error names the file and line. ``n_negatives`` of each
+    line's negatives are picked at random; ``most_negatives[0]``, when given, is raised to the
+    largest number of negatives a line holds."""
     from ..textio import iter_jsonl
 
     for line_no, obj in iter_jsonl(path):
@@ -84,6 +87,8 @@ def _jsonl_examples(path: Path, n_negatives: int, rng: random.Random) -> Iterato
         if scores is not None and len(scores) != 1 + len(negatives):
             raise InputError(f"'scores' has {len(scores)} values; expected 1 + {len(negatives)} "
                              "(positive then negatives)", str(path), line_no)
+        if most_negatives is not None:
+            most_negatives[0] = max(most_negatives[0], len(negatives))
         pick = sorted(rng.sample(range(len(negatives)), n_negatives))
         docs = (positives[0],) + tuple(negatives[i] for i in pick)
         picked_scores = None if scores is None else (scores[0],) + tuple(scores[1 + i] for i in pick)
@@ -158,7 +163,16 @@ def load_examples(source: str, n_negatives: int, *, split: str = "train", max_qu
                              threads=threads, cache_dir=cache_dir)
     if path.is_file():
         rng = random.Random(seed)
-        examples = list(_jsonl_examples(path, n_negatives, rng))
+        most = [0]
+        examples = list(_jsonl_examples(path, n_negatives, rng, most))
+        if not examples:
+            raise InputError("no training examples: the file has no lines; give one JSON object per line "
+                             "with 'query', 'positive' and 'negatives' (and 'scores' for --loss kl), e.g. "
+                             "from `splare-lucene distill-data`", path=source)
+        if most[0] > n_negatives:
+            logger.warning("%s: examples hold up to %d negatives and --negatives %d uses %d of them per query, "
+                           "picked at random (pass --negatives %d to use them all; the paper's recipe uses 8)",
+                           source, most[0], n_negatives, n_negatives, most[0])
         rng.shuffle(examples)
         return examples[:max_queries] if max_queries else examples
     raise InputError("training data not found: give a BEIR folder, a JSONL file of examples, or irds:<id>",

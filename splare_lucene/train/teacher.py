@@ -140,7 +140,6 @@ class DenseTeacher:
             CheckpointError: the directory or hub id does not load, or the packaged weights are
                 not the published ones.
         """
-        st = import_sentence_transformers()
         weights_sha = None
         if teacher in PACKAGED_TEACHERS:
             source = packaged_teacher_dir(teacher)
@@ -157,6 +156,7 @@ class DenseTeacher:
                                   f"give a sentence-transformers directory, a hub id, or one of "
                                   f"{sorted(PACKAGED_TEACHERS)} (default {DEFAULT_TEACHER!r})")
             target = str(path) if path.is_dir() else teacher
+        st = import_sentence_transformers()  # after the checks above, which need no import (seconds)
         import torch
 
         try:
