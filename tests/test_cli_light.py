@@ -83,12 +83,12 @@ def test_argparse_rejects_two_query_sources():
 
 def test_search_queries_without_output(tmp_path):
     (tmp_path / "q.tsv").write_text("1\thello\n")
-    rc, stderr, heavy = cli("search", "--index", str(tmp_path / "idx"), "--queries",
-                            str(tmp_path / "q.tsv"))
-    assert rc == 1
-    assert "splare-lucene search: error:" in stderr
-    assert "--output" in stderr
-    assert heavy == []  # refused before any model was loaded
+    proc = python("-m", "splare_lucene.cli.main", "search", "--index", str(tmp_path / "idx"), "--queries",
+                  str(tmp_path / "q.tsv"))
+    assert proc.returncode == 2  # refused while parsing, as a bad option value, before anything loads
+    assert proc.stderr.splitlines() == [
+        "splare-lucene search: error: argument --queries: needs --output RUN_FILE (where the TREC run goes) "
+        "(see `splare-lucene search --help`)"]
 
 
 def test_index_jsonl_missing_dir(tmp_path):
