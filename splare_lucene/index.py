@@ -217,5 +217,11 @@ def check_index_matches(index_dir: str | os.PathLike, signature: dict, fingerpri
                         "differs from it only in its query-side settings", index_dir, meta.get("model"),
                         meta["model_fingerprint"], fingerprint)
             return
-        logger.warning("index %s was built by model %s (fingerprint %s); searching with %s",
-                       index_dir, meta.get("model"), meta["model_fingerprint"], fingerprint)
+        both_recorded = meta.get("document_fingerprint") is not None and document_fingerprint is not None
+        how = ("which would encode the documents differently" if both_recorded else
+               "which may encode the documents differently (the index does not record the document side)")
+        logger.warning("index %s was built by model %s (fingerprint %s); searching with %s, %s: other "
+                       "weights, or other document-side settings (document top-k or length, text "
+                       "normalisation, quantization scale), so the scores may mix two encodings. Search "
+                       "with the model that built the index, or re-index with this one", index_dir,
+                       meta.get("model"), meta["model_fingerprint"], fingerprint, how)

@@ -227,7 +227,11 @@ def test_a_copy_that_differs_only_on_the_query_side_searches_without_a_warning(t
         check_index_matches(_index_with_meta(tmp_path / "old", {**meta, "document_fingerprint": None}),
                             SIGNATURE, "bbbb", "dddd")  # an index from before the field: not checkable
     assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2
-    assert "was built by model m (fingerprint aaaa); searching with bbbb" in caplog.text
+    assert "was built by model m (fingerprint aaaa); searching with bbbb, which would encode the documents " \
+        "differently: other weights, or other document-side settings" in caplog.records[0].getMessage()
+    assert "which may encode the documents differently (the index does not record the document side)" \
+        in caplog.records[1].getMessage()
+    assert "Search with the model that built the index, or re-index with this one" in caplog.text
 
 
 @pytest.mark.java
