@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointError, ConfigError
-from .outputs import umask_mode
+from .outputs import temp_dir_beside, umask_mode
 
 logger = logging.getLogger(__name__)
 
@@ -182,8 +182,7 @@ def _convert_gguf_into(gguf: Path, target: Path) -> None:
         )
     except ImportError as exc:
         raise CheckpointError(f"loading {gguf} needs the gguf package: `pip install gguf`") from exc
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    tmp = temp_dir_beside(target)  # readable by the other users of a shared cache (docs/scale.md)
     try:
         # save_pretrained refuses GGUF-loaded models ("not serializable"); the weights are plain
         # dequantized tensors, so we write them and the config ourselves.
@@ -200,7 +199,6 @@ def _convert_gguf_into(gguf: Path, target: Path) -> None:
         tokenizer.save_pretrained(str(tmp))
         if target.exists():  # a directory without config.json: an interrupted older version's
             shutil.rmtree(target)
-        umask_mode(tmp, 0o777)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

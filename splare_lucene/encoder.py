@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from .config import CONFIG_NAME, QUERY_SIDE_FIELDS, SplareConfig
 from .errors import CheckpointError, ConfigError, InputError
-from .outputs import umask_mode
+from .outputs import temp_dir_beside
 from .types import ImpactVector, SparseVector
 
 logger = logging.getLogger(__name__)
@@ -311,9 +310,7 @@ class SplareEncoder:
         directory = Path(directory)
         if directory.exists() and not overwrite:
             raise CheckpointError(f"{directory} exists; pass overwrite=True (--overwrite) to replace it")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
-        umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
+        tmp = temp_dir_beside(directory)
         try:
             config = self.config
             if config.representation == "sae":

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError, IndexMismatchError, SplareError
-from .outputs import umask_mode
+from .outputs import temp_dir_beside
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,7 @@ def build_index(jsonl_dirs: str | os.PathLike | Sequence[str | os.PathLike], ind
     index_dir = Path(index_dir)
     dirs, outputs, scan, meta = prepare_index_inputs(jsonl_dirs, index_dir, meta=meta, overwrite=overwrite,
                                                      progress=progress)
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=index_dir.name + ".", dir=index_dir.parent))
-    umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
+    tmp = temp_dir_beside(index_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.input-", dir=index_dir.parent))
     try:
         _stage(outputs.files, staging)

@@ -16,13 +16,12 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from .errors import InputError
-from .outputs import umask_mode
+from .outputs import temp_dir_beside
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +88,7 @@ class JsonVectorWriter:
         self._files: list = []
 
     def __enter__(self) -> "JsonVectorWriter":
-        self.output_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=self.output_dir.name + ".", dir=self.output_dir.parent))
-        umask_mode(self._tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
+        self._tmp = temp_dir_beside(self.output_dir)
         self._files = [gzip.open(self._tmp / SHARD_PATTERN.format(i), "wt", encoding="utf-8", compresslevel=1)
                        for i in range(self.num_shards)]
         return self

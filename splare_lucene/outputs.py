@@ -285,11 +285,8 @@ def staged_dir(target: PathLike, kinds: Sequence[str], *, what: str = "--output"
     could be a user's folder): installed as ``target`` (:func:`install_dir`, replacing only a
     ``target`` of ``kinds``) when the block ends normally, removed when it raises (its random name
     means nothing else would remove it)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = temp_dir_beside(target, hidden=True)
     try:
-        umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> what mkdir would give the finished directory
         yield tmp
         install_dir(tmp, target, kinds, what=what)
     except BaseException:
@@ -314,6 +311,19 @@ def umask_mode(path: PathLike, mode: int) -> None:
         umask = os.umask(0)
         os.umask(umask)
     os.chmod(path, mode & ~umask)
+
+
+def temp_dir_beside(target: PathLike, *, hidden: bool = False) -> Path:
+    """A fresh directory beside ``target`` (its parent created if missing) in which to build it
+    before ``os.replace`` installs it (same filesystem, so atomic): ``<name>.XXXX``, or with
+    ``hidden`` ``.<name>.XXXX.tmp``. It gets the mode ``mkdir`` would give (:func:`umask_mode`),
+    not mkdtemp's owner-only 0700, which the installed output would keep."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    prefix, suffix = (f".{target.name}.", ".tmp") if hidden else (f"{target.name}.", "")
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=target.parent))
+    umask_mode(tmp, 0o777)
+    return tmp
 
 
 def temp_path_beside(path: PathLike) -> Path:

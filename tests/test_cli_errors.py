@@ -553,6 +553,14 @@ def test_unrecognized_arguments_are_refused_by_the_command_with_where_a_model_se
     assert line.endswith("(see `splare-lucene search --help`)")
 
 
+def test_the_model_settings_of_the_hint_are_options_of_configure():
+    from splare_lucene.cli.main import MODEL_SETTINGS
+
+    configure = command_parsers(build_parser())["configure"]
+    options = {s for action in configure._actions for s in action.option_strings}
+    assert set(MODEL_SETTINGS) <= options
+
+
 def test_other_unrecognized_arguments_name_the_command_without_a_hint(capsys):
     with pytest.raises(SystemExit):
         main(["search", "--index", "idx", "--query", "moon", "--bogus"])

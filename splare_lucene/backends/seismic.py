@@ -38,13 +38,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, InputError, SearchError
-from ..outputs import umask_mode
+from ..outputs import temp_dir_beside
 from ..types import Query, ScoredDoc
 
 logger = logging.getLogger(__name__)
@@ -204,9 +203,7 @@ class SeismicBackend:
         class_name = _index_class_name(width)
         dataset = getattr(seismic, class_name.replace("Index", "Dataset"))(dim=width or 0)
 
-        index_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=index_dir.name + ".", dir=index_dir.parent))
-        umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
+        tmp = temp_dir_beside(index_dir)
         try:
             components: dict[str, int] = {}
             indexed = empty = 0

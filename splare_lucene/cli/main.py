@@ -114,7 +114,7 @@ def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argum
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status: 0, 1 (an error, printed as one line), 2 (bad
-    arguments, from argparse) or 130 (Ctrl-C)."""
+    arguments, from argparse), 130 (Ctrl-C) or 143 (SIGTERM)."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

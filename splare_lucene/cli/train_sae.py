@@ -46,12 +46,11 @@ def run(args) -> int:
     import logging
     import os
     import shutil
-    import tempfile
     from pathlib import Path
 
     from ..backbone import load_backbone, pick_device
     from ..corpus import read_documents
-    from ..outputs import umask_mode
+    from ..outputs import temp_dir_beside
     from ..sae.formats import save_native
     from ..train.sae import SAETrainConfig, save_report, train_topk_sae
 
@@ -70,9 +69,7 @@ def run(args) -> int:
     texts = (d.text for d in itertools.chain.from_iterable(read_documents(c) for c in args.corpus))
     sae, report = train_topk_sae(backbone, args.layer, texts, cfg, device=device)
     report.update(backbone=args.backbone, layer=args.layer, corpus=args.corpus)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    umask_mode(tmp, 0o777)  # mkdtemp's 0700 -> the mode mkdir would give the output
+    tmp = temp_dir_beside(out)
     try:
         save_native(sae, tmp)
         save_report(report, tmp / "train_report.json")
